@@ -1,0 +1,39 @@
+# The two commands a newcomer needs:  make run   and   make test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SIDECAR := whatsapp/sidecar
+
+.PHONY: run test venv sidecar-deps lint migrate bench soak clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+sidecar-deps:
+	@if [ -f $(SIDECAR)/package.json ]; then $(MAKE) --no-print-directory $(SIDECAR)/node_modules/.installed; fi
+
+$(SIDECAR)/node_modules/.installed: $(SIDECAR)/package.json $(SIDECAR)/package-lock.json
+	cd $(SIDECAR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## Set up everything and run the whole system (web, workers, beat, Flower, sidecar).
+run: venv sidecar-deps
+	scripts/run.sh
+
+## Set up everything and run every test (lint, sidecar tests, Python unit and integration tests).
+test: venv sidecar-deps
+	scripts/test.sh
+
+lint: venv
+	$(BIN)/ruff check .
+
+migrate: venv
+	$(BIN)/python manage.py migrate
+
+clean:
+	rm -rf $(VENV) $(SIDECAR)/node_modules .run .test-db.sqlite3

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from whatsapp.models import Message, Tenant
+
+
+@dataclass
+class Reply:
+    text: str
+    engine: str
+
+
+class EngineError(Exception):
+    """The engine could not answer; the caller falls back to the rules engine."""
+
+
+class Engine(Protocol):
+    name: str
+
+    def reply(self, tenant: Tenant, inbound: list[Message], history: list[Message]) -> Reply:
+        """Answer the customer's latest message(s), given the conversation so far."""

@@ -1,0 +1,67 @@
+"""Celery configuration: queues, routes and the settings that make tasks survive a
+SIGKILLed worker or a Redis restart. Values come from Django settings (the environment)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from kombu import Queue
+
+broker_url = settings.REDIS_URL
+result_backend = None  # Results live in the database (Message, DeliveryAttempt), not Redis.
+task_ignore_result = True
+
+# JSON only: no pickle, so a broker message can never execute code.
+task_serializer = "json"
+accept_content = ["json"]
+result_serializer = "json"
+timezone = "UTC"
+
+task_default_queue = "default"
+task_queues = [
+    Queue("default"),
+    Queue("ai"),  # bots: building answers (LLM calls can take seconds)
+    Queue("send"),  # provider calls
+    Queue("baileys"),  # reserved for the single lifecycle worker that owns the sidecar
+]
+task_routes = {
+    "bots.tasks.*": {"queue": "ai"},
+    "whatsapp.tasks.send_message": {"queue": "send"},
+    "whatsapp.tasks.reconcile_*": {"queue": "default"},
+    "whatsapp.lifecycle.*": {"queue": "baileys"},
+}
+
+# Ack after the task finishes, not when it starts: a worker that dies mid-task leaves
+# the message on the broker to be redelivered (every task is idempotent for this).
+task_acks_late = True
+# A worker process killed by a signal (SIGKILL, OOM) rejects its task back to the queue.
+task_reject_on_worker_lost = True
+# Reserve one task at a time, so a dying worker holds at most one unacked message.
+worker_prefetch_multiplier = 1
+# On a lost broker connection, cancel running late-ack tasks instead of letting them be
+# delivered again while they still run (a double send).
+worker_cancel_long_running_tasks_on_connection_loss = True
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    # An unacked task (also one waiting on a countdown) is redelivered after this; every
+    # retry countdown is capped well below it (see whatsapp.delivery.backoff_countdown).
+    "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT,
+}
+
+# Bound every task: provider and LLM calls have their own timeouts below these.
+task_soft_time_limit = 120
+task_time_limit = 150
+
+# Events for Flower.
+worker_send_task_events = True
+task_send_sent_event = True
+
+task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
+
+beat_schedule = {
+    "reconcile-outbound": {
+        "task": "whatsapp.tasks.reconcile_outbound",
+        "schedule": timedelta(seconds=settings.RECONCILE_INTERVAL_SECONDS),
+    },
+}

@@ -1,0 +1,235 @@
+"""Settings, read from the environment (django-environ).
+
+Every setting is documented in README.md and .env.example. Development defaults need no
+setup (SQLite, a local Redis); production (DJANGO_ENV=production) refuses to start with
+DEBUG on or with a secret missing or left at its development default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A .env file beside manage.py is optional; real environment variables win over it.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """A strict boolean: a typo such as DJANGO_DEBUG=flase is an error, not False."""
+    raw = env.str(name, default="")
+    if raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def env_secret(name: str, default: str = "") -> str:
+    """A secret from NAME, or from the file named by NAME_FILE (Docker/K8s secrets)."""
+    path = env.str(f"{name}_FILE", default="")
+    if path:
+        return Path(path).read_text().strip()
+    return env.str(name, default=default)
+
+
+DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+if DJANGO_ENV not in {"development", "production", "test"}:
+    raise ImproperlyConfigured("DJANGO_ENV must be development, production or test")
+PRODUCTION = DJANGO_ENV == "production"
+
+DEBUG = env_bool("DJANGO_DEBUG", default=not PRODUCTION)
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"] if not PRODUCTION else [])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Providers -------------------------------------------------------------------------
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="AC" + "0" * 32)
+TWILIO_AUTH_TOKEN = env_secret("TWILIO_AUTH_TOKEN", default="dev-twilio-auth-token")
+# Points the real twilio client at another base URL (a local fake, a proxy).
+TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
+TWILIO_READ_TIMEOUT = env.float("TWILIO_READ_TIMEOUT", default=10.0)
+# Twilio's limit for one WhatsApp message body.
+TWILIO_MAX_BODY = env.int("TWILIO_MAX_BODY", default=1600)
+
+# The public https base URL that Twilio calls (and signs). Empty: use the request's own
+# URL, which honours X-Forwarded-Proto/Host only when TRUST_PROXY_HEADERS is on.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
+TRUST_PROXY_HEADERS = env_bool("TRUST_PROXY_HEADERS", default=False)
+if TRUST_PROXY_HEADERS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
+
+# Webhook bodies larger than this are refused with 413 before parsing.
+WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=64 * 1024)
+# The Baileys sidecar signs inbound webhooks with this secret (HMAC-SHA256).
+SIDECAR_WEBHOOK_SECRET = env_secret("SIDECAR_WEBHOOK_SECRET", default="dev-sidecar-webhook-secret")
+SIDECAR_WEBHOOK_MAX_AGE = env.int("SIDECAR_WEBHOOK_MAX_AGE", default=300)
+SIDECAR_URL = env.str("SIDECAR_URL", default="http://127.0.0.1:3001").rstrip("/")
+SIDECAR_TOKEN = env_secret("SIDECAR_TOKEN", default="dev-sidecar-token")
+SIDECAR_TRANSPORT = env.str("SIDECAR_TRANSPORT", default="sandbox")
+SIDECAR_CONNECT_TIMEOUT = env.float("SIDECAR_CONNECT_TIMEOUT", default=1.0)
+SIDECAR_READ_TIMEOUT = env.float("SIDECAR_READ_TIMEOUT", default=8.0)
+
+# --- Bots ------------------------------------------------------------------------------
+BOT_ENGINE = env.str("BOT_ENGINE", default="rules")
+LLM_BASE_URL = env.str("LLM_BASE_URL", default="https://api.openai.com/v1").rstrip("/")
+LLM_API_KEY = env_secret("LLM_API_KEY", default="")
+LLM_MODEL = env.str("LLM_MODEL", default="gpt-4o-mini")
+LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.3)
+LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=300)
+LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=15.0)
+LLM_DEADLINE = env.float("LLM_DEADLINE", default=40.0)
+BOT_MEMORY_MESSAGES = env.int("BOT_MEMORY_MESSAGES", default=12)
+BOT_MEMORY_CHARS = env.int("BOT_MEMORY_CHARS", default=4000)
+BOT_DEBOUNCE_SECONDS = env.float("BOT_DEBOUNCE_SECONDS", default=3.0)
+
+# --- Delivery policy -------------------------------------------------------------------
+SEND_RETRY_MAX = env.int("SEND_RETRY_MAX", default=5)
+SEND_RETRY_BACKOFF_BASE = env.int("SEND_RETRY_BACKOFF_BASE", default=2)
+SEND_RETRY_BACKOFF_CAP = env.int("SEND_RETRY_BACKOFF_CAP", default=300)
+SEND_DEADLINE_SECONDS = env.int("SEND_DEADLINE_SECONDS", default=1800)
+# A claimed ("sending") message whose worker vanished is re-driven after this lease.
+SEND_LEASE_SECONDS = env.int("SEND_LEASE_SECONDS", default=180)
+RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=15.0)
+BREAKER_FAIL_MAX = env.int("BREAKER_FAIL_MAX", default=3)
+BREAKER_RESET_TIMEOUT = env.int("BREAKER_RESET_TIMEOUT", default=30)
+
+# --- Redis and Celery ------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Unacked tasks come back after this; every retry countdown stays well below it.
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+
+# --- Ops -------------------------------------------------------------------------------
+FLOWER_BASIC_AUTH = env_secret("FLOWER_BASIC_AUTH", default="")
+METRICS_TOKEN = env_secret("METRICS_TOKEN", default="")
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "text")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+
+# --- Django ----------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "whatsapp",
+    "bots",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so that a test run's Celery worker process shares the test DB;
+    # a busy timeout because web and workers write concurrently.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES * 4
+
+REST_FRAMEWORK = {
+    # Webhooks authenticate by signature, not by session or token.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "project.logging.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "project.logging.JsonFormatter"},
+        "text": {"()": "project.logging.TextFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # twilio's client logs full request URLs and bodies (phone numbers) at INFO.
+        "twilio": {"level": "WARNING"},
+        "django.db.backends": {"level": "INFO"},
+    },
+}
+
+if PRODUCTION:
+    problems = []
+    if DEBUG:
+        problems.append("DJANGO_DEBUG must be false in production")
+    for name, value, default in [
+        ("DJANGO_SECRET_KEY", SECRET_KEY, DEV_SECRET_KEY),
+        ("TWILIO_AUTH_TOKEN", TWILIO_AUTH_TOKEN, "dev-twilio-auth-token"),
+        ("SIDECAR_WEBHOOK_SECRET", SIDECAR_WEBHOOK_SECRET, "dev-sidecar-webhook-secret"),
+        ("SIDECAR_TOKEN", SIDECAR_TOKEN, "dev-sidecar-token"),
+    ]:
+        if not value or value == default:
+            problems.append(f"{name} must be set to a real secret in production")
+    if len(SECRET_KEY) < 32:
+        problems.append("DJANGO_SECRET_KEY must be at least 32 characters")
+    if not ALLOWED_HOSTS:
+        problems.append("DJANGO_ALLOWED_HOSTS must list the public host names")
+    if problems:
+        raise ImproperlyConfigured("; ".join(problems))
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True

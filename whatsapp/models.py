@@ -1,0 +1,315 @@
+"""Tenants, contacts, messages and what happened to them. The database is the source of
+truth; Redis only transports task ids."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+E164 = RegexValidator(r"^\+[1-9]\d{6,14}$", "Use E.164 format: + and country code, e.g. +15551234567")
+SLUG = RegexValidator(r"^[a-z0-9][a-z0-9_-]{0,62}$", "Lowercase letters, digits, - and _")
+
+
+class Provider(models.TextChoices):
+    BAILEYS = "baileys", "Baileys (WhatsApp Web)"
+    TWILIO = "twilio", "Twilio"
+
+
+class Tenant(models.Model):
+    """A business whose customers write to its WhatsApp number."""
+
+    slug = models.CharField(max_length=63, unique=True, validators=[SLUG])
+    name = models.CharField(max_length=200)
+    twilio_number = models.CharField(
+        max_length=20, blank=True, validators=[E164], help_text="The Twilio WhatsApp sender, E.164."
+    )
+    baileys_enabled = models.BooleanField(
+        default=False, help_text="Send through the tenant's own WhatsApp Web session first."
+    )
+    twilio_enabled = models.BooleanField(default=True, help_text="Send through Twilio (after Baileys, if both).")
+    # Outside the 24-hour window Twilio only accepts an approved template.
+    twilio_template_sid = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="ContentSid of the approved template sent when the 24-hour window is closed.",
+    )
+    twilio_template_variables = models.JSONField(
+        default=dict, blank=True, help_text='Template variables, e.g. {"1": "Acme"}.'
+    )
+    baileys_sends_per_minute = models.PositiveIntegerField(
+        default=20, help_text="Pacing of sends through the WhatsApp Web session (never drops, only delays)."
+    )
+
+    # Bot settings. Empty means "use the server default".
+    bot_engine = models.CharField(
+        max_length=10, blank=True, choices=[("rules", "Rules"), ("llm", "LLM")], help_text="Empty: BOT_ENGINE."
+    )
+    greeting = models.TextField(blank=True, default="Hello! How can we help you today?")
+    fallback_reply = models.TextField(
+        blank=True, default="Thanks for your message! A member of our team will get back to you soon."
+    )
+    non_text_reply = models.TextField(
+        blank=True,
+        default="Thanks! We can only read text messages here; could you write your question in words?",
+    )
+    system_prompt = models.TextField(blank=True)
+    business_facts = models.TextField(blank=True, help_text="Opening hours, address, services...")
+    llm_base_url = models.CharField(max_length=300, blank=True, help_text="e.g. http://127.0.0.1:11434/v1")
+    llm_model = models.CharField(max_length=100, blank=True)
+    llm_temperature = models.FloatField(null=True, blank=True)
+    llm_max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    llm_api_key = models.CharField(max_length=300, blank=True, help_text="Write-only; empty: LLM_API_KEY.")
+    debounce_seconds = models.FloatField(null=True, blank=True, help_text="Empty: BOT_DEBOUNCE_SECONDS.")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def provider_order(self) -> list[str]:
+        """Providers to try, in order: the tenant's own session first, Twilio as fallback."""
+        order = []
+        if self.baileys_enabled:
+            order.append(Provider.BAILEYS)
+        if self.twilio_enabled:
+            order.append(Provider.TWILIO)
+        return order
+
+
+class Contact(models.Model):
+    """A customer of a tenant, known by phone number (and WhatsApp ids)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contacts")
+    phone = models.CharField(max_length=20, validators=[E164])
+    wa_jid = models.CharField(max_length=100, blank=True)
+    lid_jid = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=200, blank=True)
+    # The customer's last message to the tenant's Twilio number opens Twilio's 24-hour window.
+    last_twilio_inbound_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "phone"], name="contact_unique_phone")]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'contact'} …{self.phone[-4:]}"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "in", "Inbound"
+    OUTBOUND = "out", "Outbound"
+
+
+class Status(models.TextChoices):
+    # inbound
+    RECEIVED = "received", "Received"
+    ANSWERED = "answered", "Answered"
+    # outbound
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent (accepted by provider)"
+    DELIVERED = "delivered", "Delivered"
+    READ = "read", "Read"
+    FAILED = "failed", "Failed after sending"
+    UNDELIVERED = "undelivered", "Undelivered"
+    DEAD = "dead", "Dead letter"
+    DISCARDED = "discarded", "Discarded"
+
+
+# Explicit allowed transitions. Anything else is refused (see Message.can_move_to).
+TRANSITIONS: dict[str, set[str]] = {
+    Status.RECEIVED: {Status.ANSWERED},
+    Status.ANSWERED: set(),
+    Status.QUEUED: {Status.SENDING, Status.DEAD, Status.DISCARDED},
+    # Back to queued: a retry or a lost worker; sent: a provider accepted every part.
+    # Receipts do not move a message that is still sending (more parts may follow).
+    Status.SENDING: {Status.QUEUED, Status.SENT, Status.DEAD},
+    Status.SENT: {Status.DELIVERED, Status.READ, Status.FAILED, Status.UNDELIVERED},
+    Status.DELIVERED: {Status.READ, Status.FAILED},
+    Status.READ: set(),
+    # A late failure after "sent" is recorded; it is not re-sent blindly.
+    Status.FAILED: set(),
+    Status.UNDELIVERED: set(),
+    Status.DEAD: {Status.QUEUED, Status.DISCARDED},
+    Status.DISCARDED: set(),
+}
+
+
+class Message(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="messages")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    provider = models.CharField(max_length=10, choices=Provider.choices, blank=True)
+    provider_message_id = models.CharField(max_length=100, null=True, blank=True)
+    body = models.TextField(blank=True)
+    media_type = models.CharField(max_length=20, default="text")
+    status = models.CharField(max_length=12, choices=Status.choices, db_index=True)
+    idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    correlation_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
+    in_reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+
+    # Reply generation (outbound).
+    engine = models.CharField(max_length=20, blank=True)
+    engine_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Delivery bookkeeping (outbound).
+    attempt_count = models.PositiveIntegerField(default=0)
+    parts_sent = models.PositiveIntegerField(default=0, help_text="Parts of a split answer already accepted.")
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="A claim on the message expires then.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    # Start of the current delivery cycle (creation, or the last requeue from dead letters):
+    # retries are counted from here.
+    cycle_started_at = models.DateTimeField(null=True, blank=True)
+    template_sid = models.CharField(max_length=64, blank=True, help_text="Set when sent as a Twilio template.")
+    last_error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=20, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # A re-delivered webhook finds its message already stored.
+            models.UniqueConstraint(
+                fields=["provider", "provider_message_id"],
+                condition=models.Q(provider_message_id__isnull=False),
+                name="message_unique_provider_id",
+            ),
+            # One answer per inbound message, however often the AI task runs.
+            models.UniqueConstraint(
+                fields=["in_reply_to"],
+                condition=models.Q(direction="out", in_reply_to__isnull=False),
+                name="message_one_reply",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "contact", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} #{self.pk} {self.status}"
+
+    def can_move_to(self, new_status: str) -> bool:
+        return new_status in TRANSITIONS.get(self.status, set())
+
+    def move_to(self, new_status: str, **fields) -> bool:
+        """Change status if the transition is allowed and the row still has the status we
+        read (a conditional UPDATE, so concurrent writers cannot both win)."""
+        if not self.can_move_to(new_status):
+            return False
+        updated = Message.objects.filter(pk=self.pk, status=self.status).update(
+            status=new_status, updated_at=timezone.now(), **fields
+        )
+        if updated:
+            self.status = new_status
+            for key, value in fields.items():
+                setattr(self, key, value)
+        return bool(updated)
+
+
+class Outcome(models.TextChoices):
+    # Written before the provider call: a "started" attempt found later means the worker
+    # died mid-call, and the outcome must be resolved before anything is sent again.
+    STARTED = "started", "Started (no outcome recorded)"
+    ACCEPTED = "accepted", "Accepted by provider"
+    TRANSIENT = "transient", "Transient failure"
+    PERMANENT = "permanent", "Permanent failure"
+    AMBIGUOUS = "ambiguous", "Outcome unknown"
+    SKIPPED = "skipped", "Skipped (breaker open or session not ready)"
+
+
+class DeliveryAttempt(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attempts")
+    provider = models.CharField(max_length=10, choices=Provider.choices)
+    started_at = models.DateTimeField(default=timezone.now)
+    duration_ms = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    part = models.PositiveIntegerField(default=0)
+    template_sid = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=20, blank=True)
+    provider_message_id = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.outcome} ({self.duration_ms} ms)"
+
+
+class DeadLetter(models.Model):
+    """An outbound message that could not be delivered; staff requeue or discard it."""
+
+    class Reason(models.TextChoices):
+        EXHAUSTED = "exhausted", "Retries exhausted"
+        DEADLINE = "deadline", "Deadline passed"
+        PERMANENT = "permanent", "Permanent provider error"
+        AMBIGUOUS = "ambiguous", "Outcome unknown (may have been sent)"
+        NO_TEMPLATE = "no_template", "24-hour window closed and no template configured"
+        NO_PROVIDER = "no_provider", "No provider available"
+
+    class Resolution(models.TextChoices):
+        REQUEUED = "requeued", "Requeued"
+        DISCARDED = "discarded", "Discarded"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="dead_letters")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    last_error = models.TextField(blank=True)
+    attempt_count = models.PositiveIntegerField(default=0)
+    last_provider = models.CharField(max_length=10, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("resolve_deadletter", "Can requeue or discard dead letters")]
+        constraints = [
+            # At most one open dead letter per message.
+            models.UniqueConstraint(
+                fields=["message"], condition=models.Q(resolved_at__isnull=True), name="deadletter_one_open"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dead letter #{self.pk} ({self.reason})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class SessionState(models.Model):
+    """What the lifecycle worker last saw of a tenant's WhatsApp Web session."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="session_state")
+    desired = models.CharField(max_length=10, default="stopped", help_text="running or stopped")
+    status = models.CharField(max_length=20, default="stopped")
+    connected = models.BooleanField(default=False)
+    can_send = models.BooleanField(default=False)
+    auth_paired = models.BooleanField(default=False)
+    qr = models.TextField(blank=True)
+    last_disconnect_code = models.IntegerField(null=True, blank=True)
+    last_disconnect_reason = models.CharField(max_length=50, blank=True)
+    last_disconnect_at = models.DateTimeField(null=True, blank=True)
+    reconnect_attempts = models.PositiveIntegerField(default=0)
+    next_reconnect_at = models.DateTimeField(null=True, blank=True)
+    connected_since = models.DateTimeField(null=True, blank=True)
+    alert = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}: {self.status}"

@@ -1,0 +1,77 @@
+"""The tenant's own WhatsApp Web session, through the sidecar's HTTP contract
+(DESIGN.md). Short timeouts: a hung sidecar must cost a second, not fifteen."""
+
+from __future__ import annotations
+
+import requests
+from django.conf import settings
+
+from whatsapp.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, OutgoingPart, ProviderError
+
+
+class BaileysProvider:
+    name = "baileys"
+    max_body = 4096
+
+    def __init__(self) -> None:
+        self.base = settings.SIDECAR_URL
+        self.timeout = (settings.SIDECAR_CONNECT_TIMEOUT, settings.SIDECAR_READ_TIMEOUT)
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {settings.SIDECAR_TOKEN}"
+
+    def _url(self, message, suffix: str) -> str:
+        return f"{self.base}/sessions/{message.tenant.slug}{suffix}"
+
+    def can_send(self, message) -> bool:
+        """canSend, not merely "connected". A sidecar that does not answer raises a
+        transient error (it counts against the breaker)."""
+        try:
+            response = self.session.get(self._url(message, "/status"), timeout=(self.timeout[0], 2.0))
+        except requests.RequestException as exc:
+            raise ProviderError(f"sidecar unreachable: {exc}", TRANSIENT, "sidecar_down") from exc
+        if response.status_code != 200:
+            return False
+        return bool(response.json().get("canSend"))
+
+    def send(self, part: OutgoingPart) -> str:
+        payload = {"to": part.to, "text": part.text, "idempotencyKey": part.key}
+        try:
+            response = self.session.post(self._url(part.message, "/messages"), json=payload, timeout=self.timeout)
+        except requests.ConnectionError as exc:
+            if "refused" in str(exc).lower():
+                raise ProviderError(f"sidecar refused the connection: {exc}", TRANSIENT, "sidecar_down") from exc
+            raise ProviderError(f"sidecar connection lost: {exc}", AMBIGUOUS, "connection") from exc
+        except requests.Timeout as exc:
+            raise ProviderError(f"sidecar did not answer: {exc}", AMBIGUOUS, "read_timeout") from exc
+        return self._result(response)
+
+    @staticmethod
+    def _result(response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code == 200 and body.get("messageId"):
+            return body["messageId"]
+        error = body.get("error") or f"http_{response.status_code}"
+        detail = f"sidecar {response.status_code} {error}: {body.get('detail', '')}".strip()
+        if response.status_code == 504 or error in {"send_timeout", "outcome_unknown"}:
+            raise ProviderError(detail, AMBIGUOUS, error)
+        if response.status_code == 409 and error == "not_ready":
+            raise ProviderError(detail, "unavailable", error)
+        if response.status_code == 400:
+            raise ProviderError(detail, PERMANENT, error)
+        raise ProviderError(detail, TRANSIENT, error)
+
+    def lookup(self, part: OutgoingPart, since) -> str | None:
+        try:
+            response = self.session.get(self._url(part.message, f"/messages/{part.key}"), timeout=self.timeout)
+            body = response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise ProviderError(f"sidecar lookup failed: {exc}", AMBIGUOUS, "lookup") from exc
+        outcome = body.get("outcome")
+        if outcome == "sent":
+            return body.get("messageId") or "unknown-id"
+        if outcome in {"failed", "absent"}:
+            return None
+        raise ProviderError(f"sidecar says the outcome is {outcome}", AMBIGUOUS, "outcome_unknown")

@@ -1,0 +1,110 @@
+"""Twilio's WhatsApp API through the real twilio client (pointed at TWILIO_API_BASE_URL
+when set), with every error sorted into transient, permanent or ambiguous."""
+
+from __future__ import annotations
+
+import requests
+from django.conf import settings
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from whatsapp.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, OutgoingPart, ProviderError
+
+# Twilio error codes that will fail the same way every time.
+PERMANENT_CODES = {
+    21211,  # invalid 'To' number
+    21408,  # permission to send to this region not enabled
+    21610,  # recipient unsubscribed (STOP)
+    21614,  # not a mobile number
+    20003,  # authentication failed
+    20404,  # resource not found (wrong account / sender)
+    63003,  # channel could not find the destination address
+    63016,  # outside the 24-hour window: needs a template (ContentSid)
+    63024,  # invalid message recipient
+}
+RETRYABLE_CODES = {20429, 63018, 20500, 20503}  # rate limits and Twilio-side trouble
+WINDOW_CLOSED = "63016"
+
+
+def classify(exc: Exception) -> ProviderError:
+    """Turn whatever the twilio client raised into a ProviderError with a kind."""
+    if isinstance(exc, (TwilioRestException, TwilioServiceException)):
+        code = getattr(exc, "code", None)
+        status = getattr(exc, "status", 0) or 0
+        text = getattr(exc, "msg", None) or getattr(exc, "detail", None) or getattr(exc, "title", "") or ""
+        message = f"Twilio {status} {code or ''}: {text}".strip()
+        if code in RETRYABLE_CODES or status == 429 or status >= 500:
+            return ProviderError(message, TRANSIENT, code or status)
+        if code in PERMANENT_CODES or 400 <= status < 500:
+            return ProviderError(message, PERMANENT, code or status)
+        return ProviderError(message, TRANSIENT, code or status)
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return ProviderError(f"connect timeout: {exc}", TRANSIENT, "connect_timeout")
+    if isinstance(exc, requests.exceptions.ConnectionError) and not _request_may_have_left(exc):
+        return ProviderError(f"connection refused: {exc}", TRANSIENT, "connection")
+    if isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError)):
+        # The request was written; Twilio may have accepted it.
+        return ProviderError(f"no answer after sending: {exc}", AMBIGUOUS, "read_timeout")
+    return ProviderError(f"{type(exc).__name__}: {exc}", TRANSIENT, "error")
+
+
+def _request_may_have_left(exc: requests.exceptions.ConnectionError) -> bool:
+    """A refused or unresolvable connection never carried the request; a reset or a
+    dropped connection after connecting may have."""
+    text = str(exc).lower()
+    return not any(s in text for s in ("refused", "name or service", "failed to resolve", "no route", "newconnectionerror"))
+
+
+class TwilioProvider:
+    name = "twilio"
+
+    def __init__(self) -> None:
+        self.max_body = settings.TWILIO_MAX_BODY
+        # twilio's client has no timeout by default; one number bounds connect and read.
+        http = TwilioHttpClient(timeout=settings.TWILIO_READ_TIMEOUT)
+        self.client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, http_client=http)
+        if settings.TWILIO_API_BASE_URL:
+            self.client.api.base_url = settings.TWILIO_API_BASE_URL.rstrip("/")
+
+    def can_send(self, message) -> bool:
+        return bool(message.tenant.twilio_number)
+
+    def send(self, part: OutgoingPart) -> str:
+        kwargs = {
+            "from_": f"whatsapp:{part.message.tenant.twilio_number}",
+            "to": f"whatsapp:{part.to}",
+        }
+        if settings.PUBLIC_BASE_URL:
+            kwargs["status_callback"] = (
+                f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/{part.message.tenant.slug}/status/"
+            )
+        if part.template_sid:
+            import json
+
+            kwargs["content_sid"] = part.template_sid
+            kwargs["content_variables"] = json.dumps(part.template_variables)
+        else:
+            kwargs["body"] = part.text
+        try:
+            created = self.client.messages.create(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes raw
+            raise classify(exc) from exc
+        return created.sid
+
+    def lookup(self, part: OutgoingPart, since) -> str | None:
+        """Twilio has no idempotency key: look for a message to this number, from our
+        sender, created since the attempt began, with the same body."""
+        try:
+            found = self.client.messages.list(
+                to=f"whatsapp:{part.to}",
+                from_=f"whatsapp:{part.message.tenant.twilio_number}",
+                date_sent_after=since,
+                limit=50,
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise ProviderError(f"lookup failed: {exc}", AMBIGUOUS, "lookup") from exc
+        for item in found:
+            if part.template_sid or (item.body or "") == part.text:
+                return item.sid
+        return None

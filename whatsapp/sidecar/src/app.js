@@ -1,0 +1,225 @@
+// HTTP API (node:http, JSON only). Everything except GET /healthz needs the bearer token.
+import http from 'node:http';
+import crypto from 'node:crypto';
+import { SessionManager } from './session-manager.js';
+import { IdempotencyStore } from './idempotency.js';
+import { WebhookSpool } from './spool.js';
+import { toJid } from './whatsapp.js';
+
+export const TENANT_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const MAX_BODY = 64 * 1024;
+const MAX_TEXT = 4096;
+const MAX_KEY = 200;
+
+class HttpError extends Error {
+  constructor(status, error, detail, extra = {}) {
+    super(detail || error);
+    this.status = status;
+    this.error = error;
+    this.detail = detail;
+    this.extra = extra;
+  }
+}
+
+function send(res, status, body) {
+  const raw = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(raw), 'Cache-Control': 'no-store' });
+  res.end(raw);
+}
+
+function tokenMatches(header, token) {
+  const m = /^Bearer (.+)$/.exec(header || '');
+  if (!m) return false;
+  // Compare fixed-length digests so neither content nor length leaks through timing.
+  const a = crypto.createHash('sha256').update(m[1]).digest();
+  const b = crypto.createHash('sha256').update(token).digest();
+  return crypto.timingSafeEqual(a, b);
+}
+
+async function readJson(req) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > MAX_BODY) throw new HttpError(413, 'body_too_large', `body exceeds ${MAX_BODY} bytes`);
+    chunks.push(chunk);
+  }
+  const raw = Buffer.concat(chunks).toString('utf8');
+  if (!raw.trim()) return {};
+  let body;
+  try {
+    body = JSON.parse(raw);
+  } catch {
+    throw new HttpError(400, 'invalid_json', 'the body is not valid JSON');
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'invalid_json', 'the body must be a JSON object');
+  return body;
+}
+
+function validateMessage(body) {
+  const { to, text, idempotencyKey } = body;
+  if (typeof to !== 'string' || !to) throw new HttpError(400, 'invalid_request', '"to" is required');
+  const jid = toJid(to);
+  if (!jid) throw new HttpError(400, 'invalid_request', '"to" must be E.164 digits (optional +) or a user JID');
+  if (typeof text !== 'string' || !text.trim()) throw new HttpError(400, 'invalid_request', '"text" is required');
+  if (text.length > MAX_TEXT) throw new HttpError(400, 'invalid_request', `"text" exceeds ${MAX_TEXT} characters`);
+  if (typeof idempotencyKey !== 'string' || !idempotencyKey) throw new HttpError(400, 'invalid_request', '"idempotencyKey" is required');
+  if (idempotencyKey.length > MAX_KEY) throw new HttpError(400, 'invalid_request', `"idempotencyKey" exceeds ${MAX_KEY} characters`);
+  return { jid, text, idempotencyKey };
+}
+
+/**
+ * Builds the service. Returns { server, manager, spool, world, listen(), close() }.
+ * `world` is the SandboxWorld when the sandbox transport is active (else null).
+ */
+export async function createApp({ config, logger }) {
+  let transportFactory;
+  let world = null;
+  if (config.transport === 'sandbox') {
+    const { SandboxWorld } = await import('./transports/sandbox.js');
+    world = new SandboxWorld();
+    transportFactory = world.factory;
+  } else {
+    // Loaded only here, so sandbox runs never import baileys.
+    const { baileysTransportFactory } = await import('./transports/baileys.js');
+    transportFactory = baileysTransportFactory;
+  }
+
+  const spool = new WebhookSpool({
+    dataDir: config.dataDir,
+    webhookBase: config.webhookBase,
+    secret: config.webhookSecret,
+    logger,
+    retryBaseMs: config.retryBaseMs,
+    retryMaxMs: config.retryMaxMs,
+    timeoutMs: config.webhookTimeoutMs,
+  });
+  const idempotency = new IdempotencyStore(config.dataDir, logger);
+  const manager = new SessionManager({ config, logger, transportFactory, idempotency, spool });
+
+  async function route(req, res, url) {
+    const parts = url.pathname.split('/').filter(Boolean).map((p) => {
+      try {
+        return decodeURIComponent(p);
+      } catch {
+        throw new HttpError(400, 'invalid_path', 'bad percent-encoding in the path');
+      }
+    });
+    const method = req.method;
+
+    if (parts.length === 1 && parts[0] === 'healthz') {
+      if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', 'use GET');
+      return send(res, 200, { ok: true, transport: config.transport, sessions: manager.liveSessionCount() });
+    }
+
+    const isSessions = parts[0] === 'sessions' && parts.length >= 3;
+    const isSandbox = parts[0] === 'sandbox' && parts.length === 3 && config.transport === 'sandbox';
+    if (!isSessions && !isSandbox) throw new HttpError(404, 'not_found', `no route for ${method} ${url.pathname}`);
+
+    if (!tokenMatches(req.headers.authorization, config.token)) {
+      throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token');
+    }
+    const tenant = parts[1];
+    if (!TENANT_RE.test(tenant)) throw new HttpError(400, 'invalid_tenant', 'tenant must match ^[a-z0-9][a-z0-9_-]{0,62}$');
+    const action = parts.slice(2);
+    const is = (m, ...path) => method === m && action.length === path.length && path.every((p, i) => p === null || p === action[i]);
+
+    if (isSandbox) return sandboxRoute(req, res, tenant, action[0], method);
+
+    if (is('POST', 'start')) {
+      await readJson(req);
+      const status = await manager.start(tenant);
+      return send(res, 200, status);
+    }
+    if (is('POST', 'stop')) {
+      await readJson(req);
+      return send(res, 200, await manager.stop(tenant));
+    }
+    if (is('POST', 'logout')) {
+      await readJson(req);
+      return send(res, 200, await manager.stop(tenant, { logout: true }));
+    }
+    if (is('GET', 'status')) return send(res, 200, await manager.status(tenant));
+    if (is('GET', 'sending-status')) return send(res, 200, manager.sendingStatus(tenant));
+    if (is('POST', 'messages')) {
+      const msg = validateMessage(await readJson(req));
+      const r = await manager.send(tenant, msg);
+      return send(res, r.httpStatus, r.body);
+    }
+    if (is('GET', 'messages', null)) {
+      const key = action[1];
+      if (!key || key.length > MAX_KEY) throw new HttpError(400, 'invalid_request', 'bad idempotency key');
+      return send(res, 200, await manager.outcome(tenant, key));
+    }
+    throw new HttpError(404, 'not_found', `no route for ${method} ${url.pathname}`);
+  }
+
+  async function sandboxRoute(req, res, tenant, action, method) {
+    const wrap = (fn) => {
+      try {
+        return fn();
+      } catch (err) {
+        if (err instanceof TypeError) throw new HttpError(400, 'invalid_request', err.message);
+        throw err;
+      }
+    };
+    if (method === 'GET' && action === 'sent') return send(res, 200, { tenant, sent: world.sent(tenant) });
+    if (method === 'GET' && action === 'state') return send(res, 200, { tenant, ...world.state(tenant), manager: { socketsCreated: manager.session(tenant).socketsCreated } });
+    if (method !== 'POST') throw new HttpError(404, 'not_found', 'unknown sandbox route');
+    const body = await readJson(req);
+    if (action === 'behavior') return send(res, 200, { tenant, behavior: wrap(() => world.setBehavior(tenant, body)) });
+    if (action === 'inbound') {
+      const id = wrap(() => world.inbound(tenant, body));
+      if (!id) throw new HttpError(409, 'no_socket', 'the tenant has no live socket');
+      return send(res, 200, { ok: true, id });
+    }
+    if (action === 'disconnect') {
+      if (!Number.isInteger(body.code)) throw new HttpError(400, 'invalid_request', '"code" must be an integer');
+      if (!world.disconnect(tenant, body.code)) throw new HttpError(409, 'no_socket', 'the tenant has no live socket');
+      return send(res, 200, { ok: true });
+    }
+    if (action === 'receipt') {
+      if (typeof body.messageId !== 'string' || !body.messageId) throw new HttpError(400, 'invalid_request', '"messageId" is required');
+      if (!wrap(() => world.receipt(tenant, body))) throw new HttpError(409, 'no_socket', 'the tenant has no live socket');
+      return send(res, 200, { ok: true });
+    }
+    throw new HttpError(404, 'not_found', 'unknown sandbox route');
+  }
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://sidecar.local');
+    route(req, res, url).catch((err) => {
+      if (err instanceof HttpError) {
+        if (!res.headersSent) send(res, err.status, { error: err.error, detail: err.detail ?? err.error, ...err.extra });
+        return;
+      }
+      logger.error({ err: err.message, stack: err.stack, path: url.pathname }, 'request_failed');
+      if (!res.headersSent) send(res, 500, { error: 'internal_error', detail: err.message });
+    });
+  });
+  server.keepAliveTimeout = 5000;
+
+  return {
+    server,
+    manager,
+    spool,
+    world,
+    async listen() {
+      await new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      await spool.resume();
+      return server.address().port;
+    },
+    async close() {
+      server.close();
+      server.closeAllConnections?.();
+      await manager.closeAll();
+      await spool.close();
+    },
+  };
+}

@@ -1,0 +1,72 @@
+// Configuration comes only from the environment; bad values fail loudly at startup
+// instead of being silently replaced by defaults.
+import path from 'node:path';
+
+export class ConfigError extends Error {}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+function int(env, name, dflt, { min = 0, max = Number.MAX_SAFE_INTEGER } = {}) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return dflt;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  const n = Number(raw.trim());
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}`);
+  return n;
+}
+
+function bool(env, name) {
+  const raw = (env[name] ?? '').trim().toLowerCase();
+  if (raw === '' || raw === '0' || raw === 'false' || raw === 'no') return false;
+  if (raw === '1' || raw === 'true' || raw === 'yes') return true;
+  throw new ConfigError(`${name} must be 0/1/true/false, got ${JSON.stringify(env[name])}`);
+}
+
+export function loadConfig(env = process.env) {
+  const host = env.SIDECAR_HOST || '127.0.0.1';
+  const allowPublic = bool(env, 'SIDECAR_ALLOW_PUBLIC');
+  if (!LOOPBACK.has(host) && !allowPublic) {
+    throw new ConfigError(`refusing to listen on non-loopback host ${host} (set SIDECAR_ALLOW_PUBLIC=1 to override)`);
+  }
+  const token = env.SIDECAR_TOKEN || '';
+  if (!token) throw new ConfigError('SIDECAR_TOKEN is required');
+
+  const transport = env.SIDECAR_TRANSPORT || 'baileys';
+  if (transport !== 'baileys' && transport !== 'sandbox') {
+    throw new ConfigError(`SIDECAR_TRANSPORT must be "baileys" or "sandbox", got ${JSON.stringify(transport)}`);
+  }
+
+  const webhookBase = (env.SIDECAR_WEBHOOK_BASE || '').replace(/\/+$/, '');
+  if (webhookBase && !/^https?:\/\//.test(webhookBase)) {
+    throw new ConfigError('SIDECAR_WEBHOOK_BASE must start with http:// or https://');
+  }
+  const webhookSecret = env.SIDECAR_WEBHOOK_SECRET || '';
+  if (webhookBase && !webhookSecret) throw new ConfigError('SIDECAR_WEBHOOK_SECRET is required when SIDECAR_WEBHOOK_BASE is set');
+
+  let waVersion = null;
+  if (env.SIDECAR_WA_VERSION) {
+    const parts = env.SIDECAR_WA_VERSION.split(',').map((p) => p.trim());
+    if (parts.length !== 3 || !parts.every((p) => /^\d+$/.test(p))) {
+      throw new ConfigError('SIDECAR_WA_VERSION must look like "2,3000,1023223821"');
+    }
+    waVersion = parts.map(Number);
+  }
+
+  return {
+    host,
+    port: int(env, 'SIDECAR_PORT', 3001, { max: 65535 }),
+    token,
+    transport,
+    dataDir: path.resolve(env.SIDECAR_DATA_DIR || './data'),
+    webhookBase,
+    webhookSecret,
+    sendTimeoutMs: int(env, 'SIDECAR_SEND_TIMEOUT_MS', 15000, { min: 1 }),
+    startTimeoutMs: int(env, 'SIDECAR_START_TIMEOUT_MS', 60000, { min: 1 }),
+    webhookTimeoutMs: int(env, 'SIDECAR_WEBHOOK_TIMEOUT_MS', 10000, { min: 1 }),
+    retryBaseMs: int(env, 'SIDECAR_RETRY_BASE_MS', 1000, { min: 1 }),
+    retryMaxMs: int(env, 'SIDECAR_RETRY_MAX_MS', 60000, { min: 1 }),
+    authLockTimeoutMs: int(env, 'SIDECAR_AUTH_LOCK_TIMEOUT_MS', 30000, { min: 1 }),
+    waVersion,
+    logLevel: env.SIDECAR_LOG_LEVEL || 'info',
+  };
+}

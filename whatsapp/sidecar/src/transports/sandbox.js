@@ -1,0 +1,227 @@
+// A simulated WhatsApp behind the same transport interface as the Baileys one. It emits
+// Baileys-shaped events (connection.update with a Boom-like lastDisconnect.error,
+// messages.upsert, messages.update), so the session manager runs the very code path it
+// runs in production. Nothing here touches the network.
+import { EventEmitter } from 'node:events';
+import crypto from 'node:crypto';
+import { readPairedId, writeSimpleCreds } from '../auth-store.js';
+
+const DEFAULT_BEHAVIOR = Object.freeze({
+  sendDelayMs: 0,
+  failSends: 0, // the next N sends throw
+  hang: false, // sends never resolve (and never reach the phone)
+  acceptThenHang: false, // the message reaches the phone, but the send never resolves
+  failPresence: false, // the verification presence update fails
+  pairing: 'instant', // unpaired start: 'instant' pairs silently | 'scan' shows a QR, then pairs and closes with 515 like WhatsApp | 'never' shows a QR forever
+  scanDelayMs: 20,
+});
+
+const MEDIA_TYPES = new Set(['text', 'image', 'audio', 'sticker', 'location', 'video', 'document']);
+
+function boom(code, message) {
+  const err = new Error(message);
+  err.output = { statusCode: code, payload: { statusCode: code, message } };
+  err.isBoom = true;
+  return err;
+}
+
+function fakePhone(tenant) {
+  const n = parseInt(crypto.createHash('sha256').update(tenant).digest('hex').slice(0, 8), 16) % 1e7;
+  return `1555${String(n).padStart(7, '0')}`;
+}
+
+export class SandboxWorld {
+  constructor() {
+    this.tenants = new Map();
+  }
+
+  tenant(name) {
+    let t = this.tenants.get(name);
+    if (!t) {
+      t = { sent: [], behavior: { ...DEFAULT_BEHAVIOR }, socketsCreated: 0, openSockets: 0, maxOpenSockets: 0, current: null, seq: 0 };
+      this.tenants.set(name, t);
+    }
+    return t;
+  }
+
+  /** The transport factory handed to the session manager. */
+  factory = (opts) => new SandboxTransport({ ...opts, world: this });
+
+  setBehavior(tenant, patch) {
+    const t = this.tenant(tenant);
+    const allowed = Object.keys(DEFAULT_BEHAVIOR);
+    for (const [k, v] of Object.entries(patch || {})) {
+      if (!allowed.includes(k)) throw new TypeError(`unknown behavior ${k}`);
+      if (k === 'pairing' && !['instant', 'scan', 'never'].includes(v)) throw new TypeError('pairing must be instant|scan|never');
+      if (['sendDelayMs', 'failSends', 'scanDelayMs'].includes(k) && !(Number.isInteger(v) && v >= 0)) throw new TypeError(`${k} must be a non-negative integer`);
+      if (['hang', 'acceptThenHang', 'failPresence'].includes(k) && typeof v !== 'boolean') throw new TypeError(`${k} must be a boolean`);
+    }
+    Object.assign(t.behavior, patch);
+    return { ...t.behavior };
+  }
+
+  state(tenant) {
+    const t = this.tenant(tenant);
+    return { socketsCreated: t.socketsCreated, openSockets: t.openSockets, maxOpenSockets: t.maxOpenSockets, behavior: { ...t.behavior } };
+  }
+
+  sent(tenant) {
+    return this.tenant(tenant).sent.map((s) => ({ ...s }));
+  }
+
+  liveSocket(tenant) {
+    const cur = this.tenant(tenant).current;
+    return cur && !cur.closed ? cur : null;
+  }
+
+  inbound(tenant, { from, lid, text = '', id, type = 'text', pushName = null }) {
+    if (!MEDIA_TYPES.has(type)) throw new TypeError(`type must be one of ${[...MEDIA_TYPES].join(', ')}`);
+    const digits = String(from ?? '').replace(/^\+/, '');
+    if (!/^\d{6,15}$/.test(digits)) throw new TypeError('from must be E.164 digits');
+    const sock = this.liveSocket(tenant);
+    if (!sock) return null;
+    const phoneJid = `${digits}@s.whatsapp.net`;
+    const key = {
+      id: id || `SBX${crypto.randomBytes(8).toString('hex').toUpperCase()}`,
+      remoteJid: lid ? `${lid}@lid` : phoneJid,
+      remoteJidAlt: lid ? phoneJid : undefined,
+      fromMe: false,
+    };
+    const message = {
+      text: { conversation: text },
+      image: { imageMessage: { mimetype: 'image/jpeg', caption: text || undefined } },
+      video: { videoMessage: { mimetype: 'video/mp4', caption: text || undefined } },
+      audio: { audioMessage: { mimetype: 'audio/ogg; codecs=opus', ptt: true } },
+      sticker: { stickerMessage: { mimetype: 'image/webp' } },
+      document: { documentMessage: { mimetype: 'application/pdf', fileName: 'file.pdf', caption: text || undefined } },
+      location: { locationMessage: { degreesLatitude: 32.08, degreesLongitude: 34.78, name: text || undefined } },
+    }[type];
+    sock.emit('messages.upsert', {
+      type: 'notify',
+      messages: [{ key, message, pushName, messageTimestamp: Math.floor(Date.now() / 1000) }],
+    });
+    return key.id;
+  }
+
+  receipt(tenant, { messageId, status }) {
+    const code = { delivered: 3, read: 4 }[status];
+    if (!code) throw new TypeError('status must be delivered or read');
+    const sock = this.liveSocket(tenant);
+    if (!sock) return false;
+    const sent = this.tenant(tenant).sent.find((s) => s.messageId === messageId);
+    sock.emit('messages.update', [{ key: { id: messageId, remoteJid: sent?.to, fromMe: true }, update: { status: code } }]);
+    return true;
+  }
+
+  disconnect(tenant, code) {
+    const sock = this.liveSocket(tenant);
+    if (!sock) return false;
+    sock._end(boom(code, `sandbox disconnect ${code}`));
+    return true;
+  }
+}
+
+export class SandboxTransport extends EventEmitter {
+  constructor({ tenant, authDir, logger, world, config }) {
+    super();
+    this.tenant = tenant;
+    this.authDir = authDir;
+    this.logger = logger;
+    this.world = world;
+    this.lockTimeoutMs = config?.authLockTimeoutMs ?? 30000;
+    this.t = world.tenant(tenant);
+    this.closed = false;
+    this.user = null;
+    this.me = null;
+    this.timers = new Set();
+    this.t.socketsCreated++;
+    this.t.openSockets++;
+    this.t.maxOpenSockets = Math.max(this.t.maxOpenSockets, this.t.openSockets);
+    this.t.current = this;
+  }
+
+  get userId() { return this.user?.id ?? null; }
+
+  get meId() { return this.me; }
+
+  _later(fn, ms = 0) {
+    const timer = setTimeout(() => { this.timers.delete(timer); if (!this.closed) fn(); }, ms);
+    this.timers.add(timer);
+  }
+
+  async start() {
+    this.me = await readPairedId(this.authDir);
+    this._later(() => this._connect());
+  }
+
+  async _connect() {
+    this.emit('connection.update', { connection: 'connecting' });
+    if (!this.me) {
+      const b = this.t.behavior;
+      const id = `${fakePhone(this.tenant)}:1@s.whatsapp.net`;
+      if (b.pairing === 'instant') {
+        await writeSimpleCreds(this.authDir, { me: { id, name: 'Sandbox' }, registered: true, sandbox: true }, { lockTimeoutMs: this.lockTimeoutMs });
+        this.me = id;
+      } else {
+        this.emit('connection.update', { qr: `sandbox-qr:${this.tenant}:${crypto.randomBytes(6).toString('hex')}` });
+        if (b.pairing === 'scan') {
+          this._later(async () => {
+            await writeSimpleCreds(this.authDir, { me: { id, name: 'Sandbox' }, registered: true, sandbox: true }, { lockTimeoutMs: this.lockTimeoutMs });
+            // What WhatsApp does after a successful pairing: it asks for a restart.
+            this._end(boom(515, 'Stream Errored (restart required)'));
+          }, b.scanDelayMs);
+        }
+        return;
+      }
+    }
+    if (this.closed) return;
+    this.user = { id: this.me, name: 'Sandbox' };
+    this.emit('connection.update', { connection: 'open' });
+  }
+
+  async sendPresenceUpdate(type) {
+    if (this.closed) throw boom(428, 'Connection Closed');
+    if (this.t.behavior.failPresence) throw new Error(`sandbox: presence ${type} failed`);
+  }
+
+  async sendText(jid, text) {
+    if (this.closed) throw boom(428, 'Connection Closed');
+    const b = this.t.behavior;
+    if (b.hang) return new Promise(() => {});
+    if (b.failSends > 0) {
+      b.failSends--;
+      throw new Error('sandbox: injected send failure');
+    }
+    if (b.sendDelayMs) await new Promise((r) => setTimeout(r, b.sendDelayMs));
+    if (this.closed) throw boom(428, 'Connection Closed');
+    const messageId = `3EB0${crypto.randomBytes(8).toString('hex').toUpperCase()}`;
+    this.t.sent.push({ to: jid, text, messageId, at: new Date().toISOString() });
+    if (b.acceptThenHang) return new Promise(() => {});
+    return { messageId };
+  }
+
+  async logout() {
+    this._end(boom(401, 'Intentional Logout'));
+  }
+
+  // Like Baileys' end(): emit the close, then the socket is dead.
+  _end(error) {
+    if (this.closed) return;
+    this.emit('connection.update', { connection: 'close', lastDisconnect: { error, date: new Date() } });
+    this._markClosed();
+  }
+
+  _markClosed() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    this.t.openSockets--;
+    if (this.t.current === this) this.t.current = null;
+  }
+
+  async close() {
+    this.removeAllListeners();
+    this._markClosed();
+  }
+}

@@ -1,0 +1,202 @@
+"""Webhooks. Each one: size check, tenant, content type, signature, required fields,
+then store and answer. No provider or AI work here; the reply is enqueued after commit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from django.conf import settings
+from django.http import HttpResponse
+from rest_framework import status
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from rest_framework.parsers import FormParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from twilio.twiml.messaging_response import MessagingResponse
+
+from whatsapp import metrics
+from whatsapp.inbound import Inbound, accept_inbound
+from whatsapp.models import Provider, Tenant
+from whatsapp.receipts import apply_receipt, find_outbound
+from whatsapp.signatures import sidecar_signature_problem, twilio_signature_valid
+from whatsapp.text import normalize_phone
+
+log = logging.getLogger("whatsapp.webhooks")
+
+MEDIA_TYPES = {"image", "audio", "video", "sticker", "location", "document", "contact"}
+
+
+class WebhookError(Exception):
+    def __init__(self, http_status: int, code: str, detail: str):
+        super().__init__(detail)
+        self.http_status, self.code, self.detail = http_status, code, detail
+
+
+def _error(http_status: int, code: str, detail: str) -> Response:
+    return Response({"error": code, "detail": detail}, status=http_status)
+
+
+class Webhook(APIView):
+    """Shared checks; subclasses implement handle()."""
+
+    provider = ""
+    content_type = ""
+
+    def post(self, request, tenant: str):
+        started = time.perf_counter()
+        try:
+            response = self._checked(request, tenant)
+        except WebhookError as exc:
+            log.warning("webhook refused: %s", exc.detail, extra={"provider": self.provider, "status": exc.http_status})
+            response = _error(exc.http_status, exc.code, exc.detail)
+        metrics.WEBHOOK_LATENCY.labels(provider=self.provider).observe(time.perf_counter() - started)
+        return response
+
+    def _checked(self, request, slug: str):
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit() or int(length) > settings.WEBHOOK_MAX_BYTES:
+            raise WebhookError(413, "too_large", f"body larger than {settings.WEBHOOK_MAX_BYTES} bytes")
+        tenant = Tenant.objects.filter(slug=slug).first()
+        if tenant is None:
+            raise WebhookError(404, "unknown_tenant", f"no tenant {slug!r}")
+        if (request.content_type or "").split(";")[0].strip().lower() != self.content_type:
+            raise WebhookError(415, "unsupported_media_type", f"expected {self.content_type}")
+        return self.handle(request, tenant)
+
+    def handle(self, request, tenant: Tenant):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TwilioWebhook(Webhook):
+    provider = Provider.TWILIO
+    content_type = "application/x-www-form-urlencoded"
+    parser_classes = [FormParser]
+
+    def form(self, request):
+        try:
+            data = request.data
+        except (ParseError, UnsupportedMediaType) as exc:
+            raise WebhookError(400, "bad_request", str(exc)) from exc
+        if not twilio_signature_valid(request, data):
+            raise WebhookError(403, "bad_signature", "X-Twilio-Signature is missing or does not match")
+        return data
+
+    @staticmethod
+    def require(data, *fields) -> None:
+        missing = [f for f in fields if not (data.get(f) or "").strip()]
+        if missing:
+            raise WebhookError(400, "missing_fields", "missing: " + ", ".join(missing))
+
+
+class TwilioInbound(TwilioWebhook):
+    def handle(self, request, tenant):
+        data = self.form(request)
+        self.require(data, "MessageSid", "From")
+        phone = normalize_phone(data["From"])
+        if len(phone) < 8:
+            raise WebhookError(400, "bad_from", "From is not a phone number")
+        num_media = int(data.get("NumMedia") or 0) if (data.get("NumMedia") or "0").isdigit() else 0
+        body = data.get("Body") or ""
+        media_type = "text"
+        if num_media:
+            media_type = (data.get("MediaContentType0") or "media").split("/")[0]
+        elif data.get("Latitude"):
+            media_type = "location"
+        if media_type == "text" and not body.strip():
+            raise WebhookError(400, "missing_fields", "missing: Body")
+        accept_inbound(
+            Inbound(
+                tenant=tenant,
+                provider=Provider.TWILIO,
+                provider_message_id=data["MessageSid"],
+                phone=phone,
+                body=body[:4096],
+                media_type=media_type,
+                name=(data.get("ProfileName") or "")[:200],
+            )
+        )
+        # An empty TwiML response: the answer comes later, through the API.
+        return HttpResponse(str(MessagingResponse()), content_type="text/xml")
+
+
+class TwilioStatus(TwilioWebhook):
+    def handle(self, request, tenant):
+        data = self.form(request)
+        self.require(data, "MessageSid", "MessageStatus")
+        message = find_outbound(Provider.TWILIO, data["MessageSid"], request.query_params.get("key", ""))
+        if message is None or message.tenant_id != tenant.pk:
+            # Not ours (or not stored yet): acknowledge so Twilio does not retry forever.
+            return Response({"ok": True, "applied": False, "reason": "unknown message"})
+        moved = apply_receipt(message, data["MessageStatus"], data.get("ErrorCode") or "")
+        return Response({"ok": True, "applied": moved, "status": message.status})
+
+
+class SidecarWebhook(Webhook):
+    provider = Provider.BAILEYS
+    content_type = "application/json"
+
+    def payload(self, request) -> dict:
+        body = request.body
+        problem = sidecar_signature_problem(request, body)
+        if problem:
+            raise WebhookError(403, "bad_signature", problem)
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise WebhookError(400, "bad_json", "body is not valid UTF-8 JSON") from exc
+        if not isinstance(data, dict):
+            raise WebhookError(400, "bad_json", "body must be a JSON object")
+        return data
+
+    @staticmethod
+    def text_field(data: dict, name: str, required: bool = True, limit: int = 4096) -> str:
+        value = data.get(name)
+        if value is None or value == "":
+            if required:
+                raise WebhookError(400, "missing_fields", f"missing: {name}")
+            return ""
+        if not isinstance(value, (str, int)):
+            raise WebhookError(400, "bad_field", f"{name} must be a string")
+        return str(value)[:limit]
+
+
+class BaileysInbound(SidecarWebhook):
+    def handle(self, request, tenant):
+        data = self.payload(request)
+        message_id = self.text_field(data, "id", limit=100)
+        phone = normalize_phone(self.text_field(data, "from", limit=100))
+        if len(phone) < 8:
+            raise WebhookError(400, "bad_from", "from is not a phone number")
+        media_type = self.text_field(data, "type", required=False, limit=20) or "text"
+        if media_type != "text" and media_type not in MEDIA_TYPES:
+            media_type = "media"
+        text = self.text_field(data, "text", required=media_type == "text")
+        _, created = accept_inbound(
+            Inbound(
+                tenant=tenant,
+                provider=Provider.BAILEYS,
+                provider_message_id=message_id,
+                phone=phone,
+                body=text,
+                media_type=media_type,
+                name=self.text_field(data, "pushName", required=False, limit=200),
+                wa_jid=self.text_field(data, "fromJid", required=False, limit=100),
+                lid_jid=self.text_field(data, "fromAltJid", required=False, limit=100),
+            )
+        )
+        return Response({"ok": True, "duplicate": not created}, status=status.HTTP_200_OK)
+
+
+class BaileysStatus(SidecarWebhook):
+    def handle(self, request, tenant):
+        data = self.payload(request)
+        message_id = self.text_field(data, "messageId", limit=100)
+        new_status = self.text_field(data, "status", limit=20)
+        key = self.text_field(data, "idempotencyKey", required=False, limit=200)
+        message = find_outbound(Provider.BAILEYS, message_id, key)
+        if message is None or message.tenant_id != tenant.pk:
+            return Response({"ok": True, "applied": False, "reason": "unknown message"})
+        moved = apply_receipt(message, new_status)
+        return Response({"ok": True, "applied": moved, "status": message.status})
