@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+# Never mutated in place (log_context sets a new dict), so a shared default is safe.
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})  # noqa: B039
 
 CONTEXT_FIELDS = ("tenant", "message_id", "correlation_id", "provider", "task")
 # Seven or more digits, optionally after "+" or inside "whatsapp:+..." / "...@s.whatsapp.net".

@@ -1,0 +1,49 @@
+"""Used by `make run`: a demo tenant with a few rules and an admin login, printed once."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from bots.models import Rule
+from whatsapp.management.commands.create_tenant import webhook_lines
+from whatsapp.models import Tenant
+
+DEMO_RULES = [
+    ("hours, open, opening", "We are open Sunday to Friday, 8:00-18:00."),
+    ("price, prices, cost", "Our price list is at https://example.com/prices. Anything specific?"),
+    ("address, where, location", "You can find us at 1 Example Street."),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo tenant and an admin user if they do not exist, and print how to use them."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--run-dir", default=".run")
+
+    def handle(self, *args, **opts):
+        tenant, created = Tenant.objects.get_or_create(
+            slug="demo", defaults={"name": "Demo Business", "twilio_number": "+14155238886"}
+        )
+        if created:
+            for pattern, answer in DEMO_RULES:
+                Rule.objects.create(tenant=tenant, pattern=pattern, answer=answer)
+        password_file = Path(opts["run_dir"]) / "admin-password"
+        User = get_user_model()
+        if not User.objects.filter(username="admin").exists():
+            password = secrets.token_urlsafe(12)
+            User.objects.create_superuser("admin", "admin@example.com", password)
+            password_file.write_text(password + "\n")
+            password_file.chmod(0o600)
+        base = settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000"
+        self.stdout.write(self.style.SUCCESS("\nThe system is starting. Demo tenant 'demo':"))
+        for line in webhook_lines(tenant):
+            self.stdout.write(line)
+        where = f"the password is in {password_file}" if password_file.exists() else "password as you set it"
+        self.stdout.write(f"  Admin:  {base}/admin/  (user admin; {where})")
+        self.stdout.write("  Try it: .venv/bin/python manage.py send_test_webhook demo --body 'What are your opening hours?'\n")
