@@ -79,6 +79,18 @@ SIDECAR_TOKEN = env_secret("SIDECAR_TOKEN", default="dev-sidecar-token")
 SIDECAR_TRANSPORT = env.str("SIDECAR_TRANSPORT", default="sandbox")
 SIDECAR_CONNECT_TIMEOUT = env.float("SIDECAR_CONNECT_TIMEOUT", default=1.0)
 SIDECAR_READ_TIMEOUT = env.float("SIDECAR_READ_TIMEOUT", default=8.0)
+# The lifecycle worker (queue `baileys`) runs the sidecar process with these.
+SIDECAR_WEBHOOK_BASE = env.str("SIDECAR_WEBHOOK_BASE", default="http://127.0.0.1:8000").rstrip("/")
+SIDECAR_DATA_DIR = env.str("SIDECAR_DATA_DIR", default=str(BASE_DIR / ".run" / "sidecar"))
+SIDECAR_NODE = env.str("SIDECAR_NODE", default="node")
+# A session start answers when connected, a QR is shown or the start gave up (the sidecar's
+# SIDECAR_START_TIMEOUT_MS, 60 s by default); the HTTP call waits a little longer.
+SIDECAR_START_TIMEOUT = env.float("SIDECAR_START_TIMEOUT", default=70.0)
+SESSION_HEALTH_INTERVAL_SECONDS = env.float("SESSION_HEALTH_INTERVAL_SECONDS", default=10.0)
+# Pacing of sends through one WhatsApp session (Tenant.baileys_sends_per_minute): a send
+# waits up to BAILEYS_PACING_MAX_WAIT seconds for its slot, else it is retried at its slot.
+BAILEYS_PACING_BURST = env.int("BAILEYS_PACING_BURST", default=1)
+BAILEYS_PACING_MAX_WAIT = env.float("BAILEYS_PACING_MAX_WAIT", default=5.0)
 
 # --- Bots ------------------------------------------------------------------------------
 BOT_ENGINE = env.str("BOT_ENGINE", default="rules")
@@ -100,7 +112,12 @@ SEND_RETRY_BACKOFF_CAP = env.int("SEND_RETRY_BACKOFF_CAP", default=300)
 SEND_DEADLINE_SECONDS = env.int("SEND_DEADLINE_SECONDS", default=1800)
 # A claimed ("sending") message whose worker vanished is re-driven after this lease.
 SEND_LEASE_SECONDS = env.int("SEND_LEASE_SECONDS", default=180)
+# How long an unknown outcome (the request may have left) is asked about before a person
+# has to decide: such a message is dead-lettered rather than risk a second copy.
+SEND_AMBIGUOUS_RESOLVE_SECONDS = env.int("SEND_AMBIGUOUS_RESOLVE_SECONDS", default=120)
 RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=15.0)
+# A queued message (or an unanswered inbound one) untouched this long has lost its task.
+RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=30.0)
 BREAKER_FAIL_MAX = env.int("BREAKER_FAIL_MAX", default=3)
 BREAKER_RESET_TIMEOUT = env.int("BREAKER_RESET_TIMEOUT", default=30)
 
@@ -131,6 +148,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's static files from gunicorn, no separate web server needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -24,8 +24,9 @@ def breaker_redis() -> redis.Redis:
 
 def _is_not_a_health_signal(exc: BaseException) -> bool:
     """A permanent error (a bad number, a closed 24-hour window) says nothing about the
-    provider's health, so it neither opens the breaker nor counts as a failure."""
-    return isinstance(exc, ProviderError) and exc.permanent
+    provider's health, so it neither opens the breaker nor counts as a failure; nor does
+    a send deferred by pacing (whatsapp.pacing)."""
+    return isinstance(exc, ProviderError) and (exc.permanent or exc.code == "paced")
 
 
 class LoggingListener(pybreaker.CircuitBreakerListener):
@@ -72,7 +73,12 @@ def get_breaker(tenant_slug: str, provider: str) -> pybreaker.CircuitBreaker:
 
 
 class BreakerOpen(Exception):
-    """The provider is skipped without a network call."""
+    """The provider is skipped without a network call; `retry_after` says when it may be
+    tried again."""
+
+    def __init__(self, message: str, retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def call_through_breaker(tenant_slug: str, provider: str, func, *args, **kwargs):
@@ -82,8 +88,10 @@ def call_through_breaker(tenant_slug: str, provider: str, func, *args, **kwargs)
     state = breaker.current_state
     if state == pybreaker.STATE_OPEN:
         opened_at = breaker._state_storage.opened_at
-        if opened_at and datetime.now(UTC) < opened_at + timedelta(seconds=breaker.reset_timeout):
-            raise BreakerOpen(f"breaker {breaker.name} is open")
+        reopens_at = (opened_at or datetime.now(UTC)) + timedelta(seconds=breaker.reset_timeout)
+        if opened_at and datetime.now(UTC) < reopens_at:
+            remaining = (reopens_at - datetime.now(UTC)).total_seconds()
+            raise BreakerOpen(f"breaker {breaker.name} is open", retry_after=remaining + 0.5)
         probe_key = f"breaker:{breaker.name}:probe"
         if not breaker_redis().set(probe_key, b"1", nx=True, ex=max(5, int(settings.SEND_LEASE_SECONDS))):
             raise BreakerOpen(f"breaker {breaker.name} is half-open; another worker is probing")

@@ -36,8 +36,6 @@ log = logging.getLogger("whatsapp.delivery")
 
 TWILIO_WINDOW = timedelta(hours=24)
 WINDOW_CLOSED_CODE = "63016"
-# How long an unknown outcome may stay unresolved before a person has to decide.
-AMBIGUOUS_RESOLVE_SECONDS = 120
 
 
 @dataclass
@@ -147,9 +145,9 @@ def _deliver_claimed(message: Message) -> Decision:
 
     if waiting and last is None:
         # Nothing failed for good; providers are only unavailable for now: wait for them.
-        retry_in = backoff_countdown(message.attempt_count)
-        if waiting[0].reason == "breaker_open":
-            retry_in = min(retry_in, settings.BREAKER_RESET_TIMEOUT + 1)
+        # Wait for the first provider that may take it again (a breaker's half-open time).
+        retry_in = min(r.retry_in if r.retry_in is not None else backoff_countdown(message.attempt_count)
+                       for r in waiting)
         return _schedule_retry(message, _ProviderResult("retry", waiting[0].reason, waiting[0].error, retry_in))
     assert last is not None
     return _dead(message, last.reason or DeadLetter.Reason.PERMANENT, last.error)
@@ -192,7 +190,7 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
             provider_id = call_through_breaker(message.tenant.slug, provider.name, _checked_send, provider, part)
         except BreakerOpen as exc:
             _finish_attempt(attempt, started, Outcome.SKIPPED, str(exc), "breaker_open")
-            return _ProviderResult("next", "breaker_open", str(exc))
+            return _ProviderResult("next", "breaker_open", str(exc), exc.retry_after)
         except ProviderError as exc:
             outcome = {PERMANENT: Outcome.PERMANENT, AMBIGUOUS: Outcome.AMBIGUOUS}.get(exc.kind, Outcome.TRANSIENT)
             if exc.kind == "unavailable":
@@ -309,7 +307,7 @@ def _resolve_unfinished_attempts(message: Message) -> Decision | None:
             continue
         resolved = _resolve(message, attempt, provider, part)
         if resolved == "unknown":
-            if timezone.now() - attempt.started_at > timedelta(seconds=AMBIGUOUS_RESOLVE_SECONDS):
+            if timezone.now() - attempt.started_at > timedelta(seconds=settings.SEND_AMBIGUOUS_RESOLVE_SECONDS):
                 return _dead(
                     message, DeadLetter.Reason.AMBIGUOUS,
                     f"{attempt.provider} may have sent part {attempt.part}; check before requeueing",

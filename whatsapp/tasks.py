@@ -32,7 +32,7 @@ def reconcile_outbound() -> dict:
     was lost (a SIGKILLed worker, a flushed or restarted Redis) and every inbound message
     that never got an answer. Duplicated tasks are harmless (claims are conditional)."""
     now = timezone.now()
-    grace = timedelta(seconds=max(30, settings.RECONCILE_INTERVAL_SECONDS * 2))
+    grace = timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
     stuck_sending = Message.objects.filter(
         direction=Direction.OUTBOUND, status=Status.SENDING, lease_until__lt=now
     ).values_list("pk", flat=True)
