@@ -374,7 +374,8 @@ def requeue(dead_letter: DeadLetter, user=None, new_body: str | None = None) -> 
         return False
     message = Message.objects.select_for_update().get(pk=dl.message_id)
     fields = new_outbound_fields()
-    fields.pop("direction")
+    for managed in ("direction", "status"):
+        fields.pop(managed)
     fields.update(attempt_count=0, next_attempt_at=None, lease_until=None, last_error="")
     if new_body is not None and new_body.strip() and new_body != message.body:
         # Edited text: nothing of the old text counts as sent any more.
