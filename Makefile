@@ -29,6 +29,14 @@ run: venv sidecar-deps
 test: venv sidecar-deps
 	scripts/test.sh
 
+## Benchmarks: print the numbers and record them in docs/PERFORMANCE.md (several minutes).
+bench: venv sidecar-deps
+	$(BIN)/python -m scripts.bench.run all
+
+## The chaos soak: bounded in time; prints answered once / dead-lettered / lost / twice.
+soak: venv sidecar-deps
+	$(BIN)/python -m scripts.soak
+
 lint: venv
 	$(BIN)/ruff check .
 

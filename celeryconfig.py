@@ -31,6 +31,9 @@ task_routes = {
     "whatsapp.tasks.reconcile_*": {"queue": "default"},
     "whatsapp.lifecycle.*": {"queue": "baileys"},
 }
+# Not found by autodiscovery (which imports only <app>.tasks); also connects the signals
+# by which the `baileys` worker takes the lifecycle lease and runs the sidecar.
+imports = ["whatsapp.lifecycle"]
 
 # Ack after the task finishes, not when it starts: a worker that dies mid-task leaves
 # the message on the broker to be redelivered (every task is idempotent for this).
@@ -53,6 +56,9 @@ broker_transport_options = {
 task_soft_time_limit = 120
 task_time_limit = 150
 
+# Keep Django's LOGGING (structured lines with tenant and correlation id, masked numbers).
+worker_hijack_root_logger = False
+
 # Events for Flower.
 worker_send_task_events = True
 task_send_sent_event = True
@@ -63,5 +69,12 @@ beat_schedule = {
     "reconcile-outbound": {
         "task": "whatsapp.tasks.reconcile_outbound",
         "schedule": timedelta(seconds=settings.RECONCILE_INTERVAL_SECONDS),
+    },
+    "baileys-session-health": {
+        "task": "whatsapp.lifecycle.health_check",
+        "schedule": timedelta(seconds=settings.SESSION_HEALTH_INTERVAL_SECONDS),
+        # A busy lifecycle worker (a start can take a minute) must not find a pile of
+        # stale health checks waiting for it.
+        "options": {"expires": settings.SESSION_HEALTH_INTERVAL_SECONDS},
     },
 }

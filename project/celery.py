@@ -12,6 +12,10 @@ app = Celery("project", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("celeryconfig")
 app.autodiscover_tasks(["whatsapp", "bots"])
 
+# Worker heartbeats in Redis for /readyz; connected here so every worker has them
+# before it starts (Celery only sends heartbeat_sent when a receiver exists by then).
+import whatsapp.ops.heartbeat  # noqa: E402, F401
+
 
 @signals.before_task_publish.connect
 def _carry_log_context(headers=None, **_kwargs):

@@ -103,7 +103,9 @@ LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=15.0)
 LLM_DEADLINE = env.float("LLM_DEADLINE", default=40.0)
 BOT_MEMORY_MESSAGES = env.int("BOT_MEMORY_MESSAGES", default=12)
 BOT_MEMORY_CHARS = env.int("BOT_MEMORY_CHARS", default=4000)
-BOT_DEBOUNCE_SECONDS = env.float("BOT_DEBOUNCE_SECONDS", default=3.0)
+# Quiet time after a message before answering, so a burst gets one answer. Short, because
+# it adds to every reply time.
+BOT_DEBOUNCE_SECONDS = env.float("BOT_DEBOUNCE_SECONDS", default=1.5)
 
 # --- Delivery policy -------------------------------------------------------------------
 SEND_RETRY_MAX = env.int("SEND_RETRY_MAX", default=5)

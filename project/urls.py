@@ -1,9 +1,11 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from whatsapp import views
 
 urlpatterns = [
+    # /healthz, /readyz, /metrics and the staff dashboard (before the admin catch-all).
+    path("", include("whatsapp.ops.urls")),
     path("admin/", admin.site.urls),
     path("webhooks/twilio/<str:tenant>/", views.TwilioInbound.as_view(), name="twilio-inbound"),
     path("webhooks/twilio/<str:tenant>/status/", views.TwilioStatus.as_view(), name="twilio-status"),

@@ -101,6 +101,12 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _answer_at_once(settings):
+    """No debounce wait unless a test sets one on its tenant (the web side schedules it)."""
+    settings.BOT_DEBOUNCE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def _clean_redis(request):
     """Each test starts with an empty broker and closed breakers."""
     if "redis_server" in request.fixturenames or "worker" in request.fixturenames:
@@ -125,6 +131,24 @@ def twilio(fake_twilio, settings):
     fake_twilio.reset()
     settings.TWILIO_API_BASE_URL = fake_twilio.base_url
     return fake_twilio
+
+
+@pytest.fixture(scope="session")
+def fake_llm():
+    from tests.fakes.llm_server import FakeLLM
+
+    fake = FakeLLM().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def llm(fake_llm, settings):
+    """The fake OpenAI-compatible API, reset, and this process's LLM settings pointed at
+    it (worker processes: pass LLM_BASE_URL to start_worker, or set it on the tenant)."""
+    fake_llm.reset()
+    settings.LLM_BASE_URL = fake_llm.base_url
+    return fake_llm
 
 
 def database_url() -> str:

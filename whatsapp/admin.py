@@ -9,10 +9,11 @@ from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from bots.admin_views import BotTestAdminMixin
 from whatsapp import delivery
-from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, SessionState, Tenant
+from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenant
 
 
 class TenantForm(forms.ModelForm):
@@ -24,7 +25,7 @@ class TenantForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        fields = "__all__"
+        exclude: list[str] = []  # the admin's fieldsets choose what is shown
 
     def clean_llm_api_key(self):
         value = self.cleaned_data.get("llm_api_key")
@@ -32,7 +33,7 @@ class TenantForm(forms.ModelForm):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(BotTestAdminMixin, admin.ModelAdmin):
     form = TenantForm
     list_display = ("slug", "name", "twilio_number_masked", "baileys_enabled", "twilio_enabled", "engine", "created_at")
     list_filter = ("baileys_enabled", "twilio_enabled", "bot_engine")
@@ -45,7 +46,7 @@ class TenantAdmin(admin.ModelAdmin):
         )}),
         ("Bot", {"fields": (
             "bot_engine", "greeting", "fallback_reply", "non_text_reply", "system_prompt", "business_facts",
-            "debounce_seconds",
+            "debounce_seconds", "bot_test_link",
         )}),
         ("LLM (empty: server defaults)", {"classes": ("collapse",), "fields": (
             "llm_base_url", "llm_model", "llm_temperature", "llm_max_tokens", "llm_api_key",
@@ -194,15 +195,17 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def timeline(self, obj):
         rows = obj.message.attempts.order_by("started_at")
         return format_html(
-            "<table><tr><th>Started</th><th>Provider</th><th>Part</th><th>Outcome</th><th>ms</th><th>Error</th></tr>{}</table>",
-            format_html("".join(
-                format_html(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
-                    a.started_at.strftime("%Y-%m-%d %H:%M:%S"), a.provider, a.part, a.outcome, a.duration_ms,
-                    a.error_code, a.error[:200],
-                )
-                for a in rows
-            )),
+            "<table><tr><th>Started</th><th>Provider</th><th>Part</th><th>Outcome</th><th>ms</th><th>Error</th></tr>"
+            "{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
+                (
+                    (a.started_at.strftime("%Y-%m-%d %H:%M:%S"), a.provider, a.part, a.outcome, a.duration_ms,
+                     a.error_code, a.error[:200])
+                    for a in rows
+                ),
+            ),
         )
 
     def changelist_view(self, request, extra_context=None):
@@ -246,9 +249,6 @@ class DeadLetterAdmin(admin.ModelAdmin):
         self.message_user(request, f"Discarded {done}; {queryset.count() - done} were already resolved.")
 
 
-@admin.register(SessionState)
-class SessionStateAdmin(admin.ModelAdmin):
-    list_display = ("tenant", "status", "can_send", "auth_paired", "last_disconnect_code", "reconnect_attempts", "updated_at")
-    list_filter = ("status", "can_send")
-    readonly_fields = [f.name for f in SessionState._meta.fields]
+# SessionStateAdmin (the Sessions page with the QR code and lifecycle buttons).
+from whatsapp import admin_sessions  # noqa: E402, F401
 

@@ -28,6 +28,7 @@ from project.logging import log_context
 from whatsapp import metrics
 from whatsapp.breakers import BreakerOpen, call_through_breaker
 from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, Provider, Status
+from whatsapp.pacing import PACED
 from whatsapp.providers import get_provider
 from whatsapp.providers.base import AMBIGUOUS, PERMANENT, OutgoingPart, ProviderError
 from whatsapp.text import split_text
@@ -178,11 +179,12 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
             template_sid=template or "",
             template_variables=message.tenant.twilio_template_variables if template else {},
         )
-        attempt = DeliveryAttempt.objects.create(
-            message=message, provider=provider.name, outcome=Outcome.STARTED, part=index,
-            template_sid=part.template_sid,
-        )
-        Message.objects.filter(pk=message.pk).update(attempt_count=message.attempt_count + 1)
+        with transaction.atomic():  # one commit: the trace of the attempt and its count
+            attempt = DeliveryAttempt.objects.create(
+                message=message, provider=provider.name, outcome=Outcome.STARTED, part=index,
+                template_sid=part.template_sid,
+            )
+            Message.objects.filter(pk=message.pk).update(attempt_count=message.attempt_count + 1)
         message.attempt_count += 1
         started = time.monotonic()
         log.info("attempt started", extra={"provider": provider.name, "part": index})
@@ -192,6 +194,11 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
             _finish_attempt(attempt, started, Outcome.SKIPPED, str(exc), "breaker_open")
             return _ProviderResult("next", "breaker_open", str(exc), exc.retry_after)
         except ProviderError as exc:
+            if exc.code == PACED:
+                # Not a failure: the session's send slot is later. Wait for it; it does not
+                # count as a retry.
+                _finish_attempt(attempt, started, Outcome.SKIPPED, str(exc), exc.code)
+                return _ProviderResult("retry", "paced", str(exc), exc.retry_after)
             outcome = {PERMANENT: Outcome.PERMANENT, AMBIGUOUS: Outcome.AMBIGUOUS}.get(exc.kind, Outcome.TRANSIENT)
             if exc.kind == "unavailable":
                 outcome = Outcome.SKIPPED
@@ -216,8 +223,9 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
                 return _ProviderResult("next", DeadLetter.Reason.EXHAUSTED, str(exc))
             retry_in = exc.retry_after or backoff_countdown(transient_so_far)
             return _ProviderResult("retry", DeadLetter.Reason.EXHAUSTED, str(exc), retry_in)
-        _finish_attempt(attempt, started, Outcome.ACCEPTED, provider_id=provider_id)
-        _part_accepted(message, provider.name, provider_id, template)
+        with transaction.atomic():
+            _finish_attempt(attempt, started, Outcome.ACCEPTED, provider_id=provider_id)
+            _part_accepted(message, provider.name, provider_id, template)
         if template:
             break  # a template replaces the whole answer
     return _ProviderResult("done")

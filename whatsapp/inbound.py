@@ -12,6 +12,7 @@ from django.utils import timezone
 from project.logging import log_context
 from whatsapp import metrics
 from whatsapp.models import Contact, Direction, Message, Provider, Status, Tenant
+from whatsapp.text import mask
 
 log = logging.getLogger("whatsapp.inbound")
 
@@ -21,7 +22,7 @@ class Inbound:
     tenant: Tenant
     provider: str
     provider_message_id: str
-    phone: str  # E.164
+    phone: str  # E.164; empty when WhatsApp gave only a LID (then lid_jid is set)
     body: str
     media_type: str = "text"
     name: str = ""
@@ -57,7 +58,11 @@ def accept_inbound(inbound: Inbound) -> tuple[Message, bool]:
         return _duplicate(existing, inbound.provider)
     metrics.INBOUND.labels(provider=inbound.provider).inc()
     with log_context(tenant=inbound.tenant.slug, message_id=message.pk, correlation_id=str(message.correlation_id)):
-        log.info("webhook accepted", extra={"provider": inbound.provider, "media_type": inbound.media_type})
+        log.info(
+            "webhook accepted",
+            # The masked number lets staff find one customer's messages in the logs.
+            extra={"provider": inbound.provider, "media_type": inbound.media_type, "contact": mask(inbound.phone)},
+        )
     return message, True
 
 
@@ -69,13 +74,26 @@ def _duplicate(message: Message, provider: str) -> tuple[Message, bool]:
 
 
 def _contact(inbound: Inbound) -> Contact:
-    contact, _ = Contact.objects.get_or_create(tenant=inbound.tenant, phone=inbound.phone)
+    """The contact by phone, else by LID; a LID-only contact gains its phone when a later
+    message tells it."""
+    contacts = Contact.objects.filter(tenant=inbound.tenant)
+    contact = contacts.filter(phone=inbound.phone).first() if inbound.phone else None
+    if contact is None and inbound.lid_jid:
+        contact = contacts.filter(lid_jid=inbound.lid_jid).first()
+    if contact is None:
+        if inbound.phone:
+            contact, _ = Contact.objects.get_or_create(tenant=inbound.tenant, phone=inbound.phone)
+        else:
+            contact, _ = Contact.objects.get_or_create(tenant=inbound.tenant, lid_jid=inbound.lid_jid)
     changed = []
-    for field in ("name", "wa_jid", "lid_jid"):
+    for field in ("phone", "name", "wa_jid", "lid_jid"):
         value = getattr(inbound, field)
-        if value and getattr(contact, field) != value:
-            setattr(contact, field, value)
-            changed.append(field)
+        if not value or getattr(contact, field) == value:
+            continue
+        if field in ("phone", "lid_jid") and contacts.filter(**{field: value}).exclude(pk=contact.pk).exists():
+            continue  # another contact holds it (unique); keep both as they are
+        setattr(contact, field, value)
+        changed.append(field)
     if inbound.provider == Provider.TWILIO:
         # Opens Twilio's 24-hour window for free-form replies from the Twilio number.
         contact.last_twilio_inbound_at = timezone.now()

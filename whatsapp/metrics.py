@@ -3,7 +3,7 @@ run command does) so that /metrics adds up every process's numbers."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 INBOUND = Counter("whatsapp_inbound_messages_total", "Inbound messages accepted", ["provider"])
 DUPLICATES = Counter("whatsapp_inbound_duplicates_total", "Re-delivered webhooks ignored", ["provider"])
@@ -20,7 +20,6 @@ END_TO_END = Histogram(
     "whatsapp_reply_seconds", "Inbound received to reply accepted by a provider",
     buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800),
 )
-DEAD_LETTERS_OPEN = Gauge("whatsapp_dead_letters_open", "Open dead letters", multiprocess_mode="livemax")
 
 
 def breaker_changed(name: str, state: str) -> None:

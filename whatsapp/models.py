@@ -84,10 +84,12 @@ class Tenant(models.Model):
 
 
 class Contact(models.Model):
-    """A customer of a tenant, known by phone number (and WhatsApp ids)."""
+    """A customer of a tenant, known by phone number (and WhatsApp ids). WhatsApp may show
+    a customer only by a LID (an opaque id, `<digits>@lid`): such a contact has no phone,
+    only lid_jid, until a later message tells the number."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contacts")
-    phone = models.CharField(max_length=20, validators=[E164])
+    phone = models.CharField(max_length=20, blank=True, validators=[E164], help_text="E.164; empty if known only by LID.")
     wa_jid = models.CharField(max_length=100, blank=True)
     lid_jid = models.CharField(max_length=100, blank=True)
     name = models.CharField(max_length=200, blank=True)
@@ -96,10 +98,20 @@ class Contact(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "phone"], name="contact_unique_phone")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "phone"], condition=~models.Q(phone=""), name="contact_unique_phone"
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "lid_jid"], condition=~models.Q(lid_jid=""), name="contact_unique_lid"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(phone="", lid_jid=""), name="contact_has_phone_or_lid"
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.name or 'contact'} …{self.phone[-4:]}"
+        return f"{self.name or 'contact'} …{(self.phone or self.lid_jid.split('@')[0])[-4:]}"
 
 
 class Direction(models.TextChoices):
@@ -147,7 +159,8 @@ class Message(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
     direction = models.CharField(max_length=3, choices=Direction.choices)
     provider = models.CharField(max_length=10, choices=Provider.choices, blank=True)
-    provider_message_id = models.CharField(max_length=100, null=True, blank=True)
+    # NULL, not "", until a provider gives an id: the unique constraint ignores NULLs.
+    provider_message_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
     body = models.TextField(blank=True)
     media_type = models.CharField(max_length=20, default="text")
     status = models.CharField(max_length=12, choices=Status.choices, db_index=True)

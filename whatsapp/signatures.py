@@ -40,11 +40,12 @@ def sidecar_signature_problem(request, body: bytes) -> str | None:
         return "missing X-Sidecar-Timestamp or X-Sidecar-Signature"
     try:
         age = abs(time.time() - int(timestamp))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an int too large for a float
         return "X-Sidecar-Timestamp is not a unix time"
     if age > settings.SIDECAR_WEBHOOK_MAX_AGE:
         return "X-Sidecar-Timestamp is outside the allowed window"
     expected = sidecar_signature(settings.SIDECAR_WEBHOOK_SECRET, timestamp, body)
-    if not hmac.compare_digest(expected, signature):
+    # compare_digest raises TypeError on non-ASCII str (a header may carry any latin-1 byte).
+    if not signature.isascii() or not hmac.compare_digest(expected, signature):
         return "signature does not match"
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 from django.conf import settings
@@ -26,6 +27,9 @@ from whatsapp.text import normalize_phone
 log = logging.getLogger("whatsapp.webhooks")
 
 MEDIA_TYPES = {"image", "audio", "video", "sticker", "location", "document", "contact"}
+# E.164: at most 15 ASCII digits (normalize_phone keeps any Unicode digit; Contact.phone
+# holds 20 characters).
+PHONE = re.compile(r"\+[0-9]{7,15}")
 
 
 class WebhookError(Exception):
@@ -56,9 +60,11 @@ class Webhook(APIView):
 
     def _checked(self, request, slug: str):
         length = request.META.get("CONTENT_LENGTH") or "0"
-        if not length.isdigit() or int(length) > settings.WEBHOOK_MAX_BYTES:
+        # isdigit() alone admits "²" and other Unicode digits that int() refuses.
+        if not (length.isascii() and length.isdigit()) or int(length) > settings.WEBHOOK_MAX_BYTES:
             raise WebhookError(413, "too_large", f"body larger than {settings.WEBHOOK_MAX_BYTES} bytes")
-        tenant = Tenant.objects.filter(slug=slug).first()
+        # PostgreSQL refuses a NUL in a query parameter (a "%00" in the URL).
+        tenant = Tenant.objects.filter(slug=slug).first() if "\x00" not in slug else None
         if tenant is None:
             raise WebhookError(404, "unknown_tenant", f"no tenant {slug!r}")
         if (request.content_type or "").split(";")[0].strip().lower() != self.content_type:
@@ -81,7 +87,8 @@ class TwilioWebhook(Webhook):
             raise WebhookError(400, "bad_request", str(exc)) from exc
         if not twilio_signature_valid(request, data):
             raise WebhookError(403, "bad_signature", "X-Twilio-Signature is missing or does not match")
-        return data
+        # Signed as sent; stored without NUL characters, which PostgreSQL text cannot hold.
+        return {key: value.replace("\x00", "") for key, value in data.items()}
 
     @staticmethod
     def require(data, *fields) -> None:
@@ -94,14 +101,16 @@ class TwilioInbound(TwilioWebhook):
     def handle(self, request, tenant):
         data = self.form(request)
         self.require(data, "MessageSid", "From")
+        if len(data["MessageSid"]) > 100:
+            raise WebhookError(400, "bad_field", "MessageSid is longer than 100 characters")
         phone = normalize_phone(data["From"])
-        if len(phone) < 8:
+        if not PHONE.fullmatch(phone):
             raise WebhookError(400, "bad_from", "From is not a phone number")
         num_media = int(data.get("NumMedia") or 0) if (data.get("NumMedia") or "0").isdigit() else 0
         body = data.get("Body") or ""
         media_type = "text"
         if num_media:
-            media_type = (data.get("MediaContentType0") or "media").split("/")[0]
+            media_type = (data.get("MediaContentType0") or "media").split("/")[0][:20]
         elif data.get("Latitude"):
             media_type = "location"
         if media_type == "text" and not body.strip():
@@ -144,7 +153,7 @@ class SidecarWebhook(Webhook):
             raise WebhookError(403, "bad_signature", problem)
         try:
             data = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested deep
             raise WebhookError(400, "bad_json", "body is not valid UTF-8 JSON") from exc
         if not isinstance(data, dict):
             raise WebhookError(400, "bad_json", "body must be a JSON object")
@@ -153,6 +162,8 @@ class SidecarWebhook(Webhook):
     @staticmethod
     def text_field(data: dict, name: str, required: bool = True, limit: int = 4096) -> str:
         value = data.get(name)
+        if isinstance(value, str):
+            value = value.replace("\x00", "")  # PostgreSQL text cannot hold NUL characters
         if value is None or value == "":
             if required:
                 raise WebhookError(400, "missing_fields", f"missing: {name}")
@@ -166,9 +177,17 @@ class BaileysInbound(SidecarWebhook):
     def handle(self, request, tenant):
         data = self.payload(request)
         message_id = self.text_field(data, "id", limit=100)
-        phone = normalize_phone(self.text_field(data, "from", limit=100))
-        if len(phone) < 8:
+        # The sidecar treats a 4xx as poison (never retried), so every real message must be
+        # accepted: `from` is null when WhatsApp gave only a LID; the contact is then
+        # known by its LID JID and answered there.
+        jids = [self.text_field(data, name, required=False, limit=100) for name in ("fromJid", "fromAltJid")]
+        wa_jid = next((j for j in jids if j.endswith("@s.whatsapp.net")), "")
+        lid_jid = next((j for j in jids if j.endswith("@lid")), "")
+        phone = normalize_phone(self.text_field(data, "from", required=False, limit=100) or wa_jid)
+        if phone and not PHONE.fullmatch(phone):
             raise WebhookError(400, "bad_from", "from is not a phone number")
+        if not phone and not lid_jid:
+            raise WebhookError(400, "missing_fields", "missing: from (or a fromJid ending in @lid)")
         media_type = self.text_field(data, "type", required=False, limit=20) or "text"
         if media_type != "text" and media_type not in MEDIA_TYPES:
             media_type = "media"
@@ -182,8 +201,8 @@ class BaileysInbound(SidecarWebhook):
                 body=text,
                 media_type=media_type,
                 name=self.text_field(data, "pushName", required=False, limit=200),
-                wa_jid=self.text_field(data, "fromJid", required=False, limit=100),
-                lid_jid=self.text_field(data, "fromAltJid", required=False, limit=100),
+                wa_jid=wa_jid,
+                lid_jid=lid_jid,
             )
         )
         return Response({"ok": True, "duplicate": not created}, status=status.HTTP_200_OK)

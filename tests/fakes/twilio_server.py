@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import random
 import threading
 import time
 import uuid
@@ -33,6 +34,8 @@ class Faults:
     invalid_numbers: set[str] = field(default_factory=set)  # E.164 numbers that get 21211
     window_closed: set[str] = field(default_factory=set)  # numbers that get 63016 for free-form text
     delay_seconds: float = 0.0
+    error_rate: float = 0.0  # share of sends answered 503 (chaos runs)
+    hang_rate: float = 0.0  # share of sends that hang until hang_seconds (chaos runs)
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -89,6 +92,10 @@ class FakeTwilio:
                 return "hang", None
             if f.errors:
                 return "error", f.errors.pop(0)
+            if f.hang_rate and random.random() < f.hang_rate:
+                return "hang", None
+            if f.error_rate and random.random() < f.error_rate:
+                return "error", (503, 20503)
             if to in f.invalid_numbers:
                 return "error", (400, 21211)
             if to in f.window_closed and "ContentSid" not in form:

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from whatsapp.providers.base import Provider
+
+# One client per process and configuration, so HTTP connections are kept alive between
+# sends (a new TLS handshake per message costs more than the send).
+_cache: dict[tuple, Provider] = {}
 
 
 def get_provider(name: str) -> Provider:
+    if name == "twilio":
+        key = (name, settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_API_BASE_URL,
+               settings.TWILIO_READ_TIMEOUT, settings.TWILIO_MAX_BODY, settings.PUBLIC_BASE_URL)
+    elif name == "baileys":
+        key = (name, settings.SIDECAR_URL, settings.SIDECAR_TOKEN, settings.SIDECAR_CONNECT_TIMEOUT,
+               settings.SIDECAR_READ_TIMEOUT)
+    else:
+        raise ValueError(f"unknown provider {name!r}")
+    if key not in _cache:
+        _cache[key] = _make(name)
+    return _cache[key]
+
+
+def _make(name: str) -> Provider:
     # Imported here so that a web process never loads what it does not use.
     if name == "twilio":
         from whatsapp.providers.twilio import TwilioProvider
 
         return TwilioProvider()
-    if name == "baileys":
-        from whatsapp.providers.baileys import BaileysProvider
+    from whatsapp.providers.baileys import BaileysProvider
 
-        return BaileysProvider()
-    raise ValueError(f"unknown provider {name!r}")
+    return BaileysProvider()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import requests
 from django.conf import settings
 
+from whatsapp import pacing
 from whatsapp.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, OutgoingPart, ProviderError
 
 
@@ -34,7 +35,14 @@ class BaileysProvider:
         return bool(response.json().get("canSend"))
 
     def send(self, part: OutgoingPart) -> str:
-        payload = {"to": part.to, "text": part.text, "idempotencyKey": part.key}
+        tenant = part.message.tenant
+        slot = pacing.wait_for_slot(tenant.slug, part.key, tenant.baileys_sends_per_minute)
+        if slot.deferred:
+            # Not a failure: the session is busy. The slot stays reserved for this key.
+            raise ProviderError(
+                f"paced: the next send slot is in {slot.wait:.1f} s", TRANSIENT, pacing.PACED, retry_after=slot.wait
+            )
+        payload = {"to": self.recipient(part), "text": part.text, "idempotencyKey": part.key}
         try:
             response = self.session.post(self._url(part.message, "/messages"), json=payload, timeout=self.timeout)
         except requests.ConnectionError as exc:
@@ -44,6 +52,12 @@ class BaileysProvider:
         except requests.Timeout as exc:
             raise ProviderError(f"sidecar did not answer: {exc}", AMBIGUOUS, "read_timeout") from exc
         return self._result(response)
+
+    @staticmethod
+    def recipient(part: OutgoingPart) -> str:
+        """The phone number; for a contact WhatsApp showed us only by LID, its JID."""
+        contact = part.message.contact
+        return part.to or contact.wa_jid or contact.lid_jid
 
     @staticmethod
     def _result(response) -> str:

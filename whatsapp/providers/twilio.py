@@ -68,7 +68,8 @@ class TwilioProvider:
             self.client.api.base_url = settings.TWILIO_API_BASE_URL.rstrip("/")
 
     def can_send(self, message) -> bool:
-        return bool(message.tenant.twilio_number)
+        # A contact WhatsApp showed us only by its LID has no number Twilio could reach.
+        return bool(message.tenant.twilio_number and message.contact.phone)
 
     def send(self, part: OutgoingPart) -> str:
         kwargs = {

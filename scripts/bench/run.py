@@ -1,0 +1,224 @@
+"""Benchmarks: print numbers and record them in docs/PERFORMANCE.md with the machine, the
+date and the command.
+
+    .venv/bin/python -m scripts.bench.run all          (or: make bench)
+    .venv/bin/python -m scripts.bench.run webhook|pipeline|failover|memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from scripts.bench.load import run_load
+from scripts.bench.stack import ROOT, Stack, percentile, signed_twilio_form, wait_until
+
+DOC = ROOT / "docs" / "PERFORMANCE.md"
+
+
+def post_webhooks(stack: Stack, count: int, phone_prefix: str = "+1666", body: str = "hello") -> float:
+    """Post `count` signed webhooks over one keep-alive connection; return when started."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", stack.web_port, timeout=10)
+    started = time.time()
+    for i in range(count):
+        form, signature = signed_twilio_form(f"http://127.0.0.1:{stack.web_port}", "bench", "SM" + uuid.uuid4().hex,
+                                             f"{phone_prefix}{i:07d}", body)
+        conn.request("POST", "/webhooks/twilio/bench/", body=form,
+                     headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})
+        conn.getresponse().read()
+    return started
+
+
+def bench_webhook(stack: Stack, seconds: float = 10, connections: int = 4) -> dict:
+    stack.start_web(workers=2)
+    webhook = run_load(stack.web_port, "/webhooks/twilio/bench/", "webhook", seconds, connections)
+    trivial = run_load(stack.web_port, "/healthz", "trivial", seconds, connections)
+    result = {"webhook": webhook, "trivial": trivial, "ratio": webhook["rps"] / trivial["rps"]}
+    print(f"webhook: {webhook['rps']:.0f} req/s p50 {webhook['p50_ms']:.1f} ms p99 {webhook['p99_ms']:.1f} ms "
+          f"errors {webhook['errors']}")
+    print(f"trivial view: {trivial['rps']:.0f} req/s p50 {trivial['p50_ms']:.1f} ms p99 {trivial['p99_ms']:.1f} ms")
+    print(f"ratio webhook/trivial: {result['ratio']:.2f}")
+    return result
+
+
+def bench_pipeline(stack: Stack, count: int = 300) -> dict:
+    stack.start_fake_twilio()
+    stack.start_web(workers=2)
+    stack.start_worker("ai", "ai,default", 2, "-I", "scripts.bench.chain_tasks")
+    stack.start_worker("send", "send", 2, "-I", "scripts.bench.chain_tasks")
+    time.sleep(2)
+    started = post_webhooks(stack, count)
+    wait_until(lambda: len(stack.twilio_messages()) >= count, 300, "every reply at Twilio")
+    done = max(m["_received_at"] for m in stack.twilio_messages())
+    pipeline_rate = count / (done - started)
+
+    from scripts.bench.chain_tasks import run_chains
+
+    chain_seconds = run_chains(stack.env["REDIS_URL"], count)
+    chain_rate = count / chain_seconds
+    result = {"count": count, "pipeline_per_s": pipeline_rate, "chain_per_s": chain_rate,
+              "ratio": pipeline_rate / chain_rate}
+    print(f"pipeline: {count} messages webhook -> accepted by Twilio at {pipeline_rate:.1f} msg/s")
+    print(f"bare two-task chain: {chain_rate:.1f} chains/s; ratio pipeline/chain: {result['ratio']:.2f}")
+    return result
+
+
+class HungServer:
+    """Accepts connections and never answers: a hung WhatsApp side."""
+
+    def __init__(self, port: int):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(512)
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+
+def bench_failover(stack: Stack, messages: int = 12) -> dict:
+    """Baileys enabled first and hung; the time from webhook to the reply accepted by
+    Twilio, one message at a time, before and after the breaker opens."""
+    HungServer(stack.sidecar_port)
+    stack.start_fake_twilio()
+    stack.start_web(workers=2)
+    stack.start_worker("ai", "ai,default", 2)
+    stack.start_worker("send", "send", 2)
+    time.sleep(2)
+    timings = []
+    for i in range(messages):
+        started = post_webhooks(stack, 1, phone_prefix=f"+1777{i:02d}")
+        phone = f"whatsapp:+1777{i:02d}0000000"
+        found = wait_until(lambda p=phone: [m for m in stack.twilio_messages() if m["to"] == p], 120, "the reply")
+        timings.append(found[0]["_received_at"] - started)
+        print(f"message {i + 1}: answered through Twilio after {timings[-1]:.2f} s")
+    opened = [t for t in timings if t < 1.0]
+    result = {"timings": timings, "first": timings[0], "after_open_p50": percentile(timings[-5:], 50),
+              "after_open_max": max(timings[-5:]), "under_1s": len(opened)}
+    print(f"first message: {timings[0]:.2f} s; breaker open (last 5): median {result['after_open_p50']:.2f} s, "
+          f"max {result['after_open_max']:.2f} s")
+    return result
+
+
+def tree_rss_mb(proc) -> float:
+    try:
+        p = psutil.Process(proc.pid)
+        return sum(x.memory_info().rss for x in [p, *p.children(recursive=True)]) / 1e6
+    except psutil.Error:
+        return float("nan")
+
+
+def bench_memory(stack: Stack, count: int = 300) -> dict:
+    stack.start_fake_twilio()
+    stack.start_web(workers=2)
+    stack.start_worker("ai", "ai,default", 2)
+    stack.start_worker("send", "send", 2)
+    stack.start_worker("baileys", "baileys", 1, SIDECAR_SUPERVISOR="1")
+    time.sleep(6)
+    names = ["web", "ai", "send", "baileys"]
+    at_rest = {n: tree_rss_mb(stack.procs[n]) for n in names}
+    post_webhooks(stack, count)
+    wait_until(lambda: len(stack.twilio_messages()) >= count, 300, "every reply")
+    loaded = {n: tree_rss_mb(stack.procs[n]) for n in names}
+    sidecar = [p for p in psutil.process_iter(["cmdline"]) if "sidecar/src/server.js" in " ".join(p.info["cmdline"] or [])]
+    sidecar_mb = sum(p.memory_info().rss for p in sidecar) / 1e6 if sidecar else float("nan")
+    for n in names:
+        print(f"{n:8s} at rest {at_rest[n]:7.1f} MB   after {count} messages {loaded[n]:7.1f} MB")
+    print(f"sidecar  {sidecar_mb:7.1f} MB (inside the baileys worker's tree above)")
+    return {"at_rest": at_rest, "loaded": loaded, "sidecar": sidecar_mb, "count": count}
+
+
+def machine() -> str:
+    return (f"{platform.node()}: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+
+
+def record(name: str, text: str) -> None:
+    """Replace this benchmark's section in docs/PERFORMANCE.md."""
+    DOC.parent.mkdir(exist_ok=True)
+    doc = DOC.read_text() if DOC.exists() else "# Performance\n\nNumbers written by `make bench`.\n"
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    section = f"{begin}\n{text.strip()}\n{end}"
+    if begin in doc:
+        doc = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: section, doc, flags=re.S)
+    else:
+        doc = doc.rstrip() + "\n\n" + section + "\n"
+    DOC.write_text(doc)
+
+
+def header(name: str, command: str) -> str:
+    return f"## {name}\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}  \nCommand: `{command}`\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", choices=["webhook", "pipeline", "failover", "memory", "all"])
+    args = parser.parse_args()
+    which = ["webhook", "pipeline", "failover", "memory"] if args.which == "all" else [args.which]
+    for name in which:
+        command = f".venv/bin/python -m scripts.bench.run {name}"
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+            overrides = {"BREAKER_FAIL_MAX": 3, "BREAKER_RESET_TIMEOUT": 30} if name == "failover" else {}
+            stack = Stack(Path(tmp), **overrides)
+            try:
+                stack.setup(("--baileys",) if name == "failover" else ())
+                print(f"== {name}")
+                result = globals()[f"bench_{name}"](stack)
+            finally:
+                stack.stop_all()
+        record(name, header(name.capitalize(), command) + "\n" + format_result(name, result))
+
+
+def format_result(name: str, r: dict) -> str:
+    if name == "webhook":
+        w, t = r["webhook"], r["trivial"]
+        return ("| endpoint | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|\n"
+                f"| signed Twilio webhook (stores, enqueues) | {w['rps']:.0f} | {w['p50_ms']:.1f} | {w['p99_ms']:.1f} | {w['errors']} |\n"
+                f"| trivial view (/healthz) | {t['rps']:.0f} | {t['p50_ms']:.1f} | {t['p99_ms']:.1f} | {t['errors']} |\n"
+                f"\nRatio webhook/trivial: **{r['ratio']:.2f}** (gunicorn, 2 sync workers; 4 keep-alive "
+                "connections from a load generator in separate processes, 10 s each).\n")
+    if name == "pipeline":
+        return (f"{r['count']} signed webhooks posted back to back; rules engine; fake Twilio; "
+                "workers ai (2) and send (2).\n\n"
+                f"| what | per second |\n|---|---|\n| webhook -> reply accepted by Twilio | {r['pipeline_per_s']:.1f} |\n"
+                f"| bare two-task Celery chain (same broker, workers) | {r['chain_per_s']:.1f} |\n"
+                f"\nRatio pipeline/chain: **{r['ratio']:.2f}**.\n")
+    if name == "failover":
+        rows = "\n".join(f"| {i + 1} | {t:.2f} |" for i, t in enumerate(r["timings"]))
+        return ("Tenant with Baileys first and Twilio second; the sidecar address accepts connections and "
+                "never answers. Messages sent one at a time; seconds from webhook to reply accepted by Twilio. "
+                "Breaker: 3 failures open it for 30 s.\n\n"
+                f"| message | seconds |\n|---|---|\n{rows}\n\n"
+                f"First message: **{r['first']:.2f} s**; once the breaker is open (last 5): median "
+                f"**{r['after_open_p50']:.2f} s**, max {r['after_open_max']:.2f} s. The old system needed at least "
+                "30 s per message.\n")
+    if name == "memory":
+        rows = "\n".join(f"| {n} | {r['at_rest'][n]:.0f} | {r['loaded'][n]:.0f} |" for n in r["at_rest"])
+        return ("Resident memory (MB) of each process tree (main process and its pool/children).\n\n"
+                f"| process | at rest | after {r['count']} messages |\n|---|---|---|\n{rows}\n"
+                f"| sidecar (node, part of baileys above) | - | {r['sidecar']:.0f} |\n")
+    return str(r)
+
+
+if __name__ == "__main__":
+    main()

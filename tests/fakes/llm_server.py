@@ -1,0 +1,204 @@
+"""A local stand-in for an OpenAI-compatible Chat Completions API (POST
+/v1/chat/completions, the real request and response JSON), so the real engine can be
+pointed at it with LLM_BASE_URL=<base_url>. It records every request (headers and
+body) and injects faults on request: 429 with Retry-After, 5xx, a hang, garbage, a
+response without choices.
+
+Run alone (for `make run`): python -m tests.fakes.llm_server --port 8011
+Control over HTTP: GET /_fake/requests, POST /_fake/faults {"faults": [...]}, POST /_fake/reset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# Fault kinds, one per request, consumed in order: "429" (with Retry-After
+# `retry_after`), "500", "502", "503", "hang" (answer nothing for `hang_seconds`),
+# "garbage" (200 with a non-JSON body), "no_choices" (200 JSON without choices),
+# "empty" (200 with an empty answer), "401".
+FAULT_KINDS = {"429", "500", "502", "503", "hang", "garbage", "no_choices", "empty", "401"}
+
+
+def default_answer(body: dict) -> str:
+    """A deterministic answer that shows what the model was asked."""
+    last = body["messages"][-1]["content"] if body.get("messages") else ""
+    return f"LLM answer to: {last}"
+
+
+class FakeLLM:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None):
+        self.api_key = api_key  # when set, other keys get 401 like the real APIs
+        self.requests: list[dict] = []
+        self.faults: list[str] = []
+        self.fail_always: str | None = None
+        self.retry_after = "1"
+        self.hang_seconds = 30.0
+        self.delay_seconds = 0.0
+        self.answer: Callable[[dict], str] = default_answer
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.server.daemon_threads = True
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> FakeLLM:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.faults.clear()
+            self.fail_always = None
+            self.retry_after = "1"
+            self.hang_seconds = 30.0
+            self.delay_seconds = 0.0
+            self.answer = default_answer
+            self.api_key = None
+
+    def inject(self, *kinds: str) -> None:
+        unknown = set(kinds) - FAULT_KINDS
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}")
+        with self.lock:
+            self.faults.extend(kinds)
+
+    def bodies(self) -> list[dict]:
+        with self.lock:
+            return [r["json"] for r in self.requests]
+
+    def _next_fault(self) -> str | None:
+        with self.lock:
+            if self.faults:
+                return self.faults.pop(0)
+            return self.fail_always
+
+    def _completion(self, body: dict) -> dict:
+        text = self.answer(body)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        return {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+            "system_fingerprint": "fp_fake",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
+                      "total_tokens": prompt_tokens + len(text.split())},
+        }
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, status: int, payload: object, headers: dict | None = None, raw: bytes | None = None):
+                body = raw if raw is not None else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _error(self, status: int, message: str, kind: str, headers: dict | None = None):
+                self._send(status, {"error": {"message": message, "type": kind, "param": None, "code": None}},
+                           headers)
+
+            def do_GET(self):
+                if self.path == "/_fake/requests":
+                    with fake.lock:
+                        return self._send(200, {"requests": list(fake.requests)})
+                if self.path == "/v1/models":
+                    return self._send(200, {"object": "list", "data": [
+                        {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]})
+                return self._error(404, "not found", "invalid_request_error")
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/_fake/reset":
+                    fake.reset()
+                    return self._send(200, {"ok": True})
+                if self.path == "/_fake/faults":
+                    spec = json.loads(raw or b"{}")
+                    fake.inject(*spec.get("faults", []))
+                    for key in ("fail_always", "retry_after", "hang_seconds", "delay_seconds"):
+                        if key in spec:
+                            setattr(fake, key, spec[key])
+                    return self._send(200, {"ok": True})
+                if self.path != "/v1/chat/completions":
+                    return self._error(404, f"Invalid URL (POST {self.path})", "invalid_request_error")
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    return self._error(400, "We could not parse the JSON body of your request.",
+                                       "invalid_request_error")
+                with fake.lock:
+                    fake.requests.append({"headers": dict(self.headers.items()), "json": body, "at": time.time()})
+                auth = self.headers.get("Authorization", "")
+                if fake.api_key is not None and auth != f"Bearer {fake.api_key}":
+                    # Quotes the refused key, as some providers do (a worst case for logs).
+                    return self._error(401, f"Incorrect API key provided: {auth.removeprefix('Bearer ')}.",
+                                       "invalid_request_error")
+                if not isinstance(body.get("messages"), list) or not body.get("model"):
+                    return self._error(400, "'messages' and 'model' are required", "invalid_request_error")
+                fault = fake._next_fault()
+                if fake.delay_seconds:
+                    time.sleep(fake.delay_seconds)
+                if fault == "hang":
+                    time.sleep(fake.hang_seconds)
+                    return self._error(504, "hung", "server_error")
+                if fault == "429":
+                    return self._error(429, "Rate limit reached", "rate_limit_exceeded",
+                                       {"Retry-After": str(fake.retry_after)})
+                if fault in {"500", "502", "503"}:
+                    return self._error(int(fault), "The server had an error", "server_error")
+                if fault == "401":
+                    return self._error(401, "Incorrect API key provided.", "invalid_request_error")
+                if fault == "garbage":
+                    return self._send(200, None, raw=b"<html>502 Bad Gateway</html>")
+                if fault == "no_choices":
+                    return self._send(200, {"id": "chatcmpl-x", "object": "chat.completion", "model": body["model"]})
+                completion = fake._completion(body)
+                if fault == "empty":
+                    completion["choices"][0]["message"]["content"] = ""
+                return self._send(200, completion)
+
+        return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8011)
+    args = parser.parse_args()
+    fake = FakeLLM(args.host, args.port)
+    print(f"fake LLM API on {fake.base_url}", flush=True)
+    fake.server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

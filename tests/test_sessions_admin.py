@@ -1,0 +1,71 @@
+"""The admin Sessions page: staff see each tenant's WhatsApp session as the lifecycle
+worker recorded it, scan its QR code, and press buttons that only enqueue lifecycle
+tasks on the `baileys` queue (the web process never calls the sidecar)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from whatsapp.admin_sessions import qr_data_uri
+from whatsapp.models import SessionState
+
+pytestmark = pytest.mark.django_db
+
+QR = "2@Zm9vYmFy,dGhpcyBpcyBub3QgYSByZWFsIGtleQ==,cHVibGljIGtleQ==,c2VjcmV0"
+
+
+def queued_tasks(redis_server, queue: str = "baileys") -> list[tuple[str, list]]:
+    tasks = []
+    for raw in redis_server.client().lrange(queue, 0, -1):
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        tasks.append((message["headers"]["task"], args))
+    return tasks
+
+
+def test_staff_see_the_session_status_and_the_qr_code_to_scan(admin_client, tenant):
+    SessionState.objects.create(tenant=tenant, desired="running", status="waiting_for_qr", qr=QR)
+
+    page = admin_client.get("/admin/whatsapp/sessionstate/tenant/acme/").content.decode()
+
+    assert "waiting_for_qr" in page
+    assert 'id="session-qr"' in page
+    assert qr_data_uri(QR).replace("&", "&amp;") in page or qr_data_uri(QR) in page
+    assert qr_data_uri(QR).startswith("data:image/svg+xml")
+    for action in ("Start", "Stop", "Restart", "Logout"):
+        assert f'value="{action}"' in page
+
+
+def test_a_connected_session_shows_no_qr_code_and_says_it_can_send(admin_client, tenant):
+    SessionState.objects.create(tenant=tenant, desired="running", status="connected", connected=True,
+                                can_send=True, auth_paired=True)
+    page = admin_client.get("/admin/whatsapp/sessionstate/tenant/acme/").content.decode()
+    assert "session-qr" not in page
+    assert "connected" in page
+
+
+def test_the_sessions_list_offers_tenants_that_have_no_session_yet(admin_client, tenant):
+    page = admin_client.get("/admin/whatsapp/sessionstate/").content.decode()
+    assert "/admin/whatsapp/sessionstate/tenant/acme/" in page
+
+
+@pytest.mark.parametrize("action", ["start", "stop", "restart", "logout"])
+def test_a_button_enqueues_the_lifecycle_task_on_the_baileys_queue(admin_client, tenant, redis_server, action):
+    response = admin_client.post(f"/admin/whatsapp/sessionstate/tenant/acme/{action}/")
+
+    assert response.status_code == 302
+    assert queued_tasks(redis_server) == [(f"whatsapp.lifecycle.{action}", ["acme"])]
+
+
+def test_staff_who_may_only_view_sessions_cannot_press_the_buttons(client, tenant, redis_server):
+    user = User.objects.create_user("viewer", password="pw-1234-long", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_sessionstate"))
+    client.force_login(user)
+
+    assert client.get("/admin/whatsapp/sessionstate/tenant/acme/").status_code == 200
+    assert client.post("/admin/whatsapp/sessionstate/tenant/acme/logout/").status_code == 403
+    assert queued_tasks(redis_server) == []

@@ -1,0 +1,117 @@
+"""Admin: the WhatsApp Web session of each tenant. Staff see its state as the lifecycle
+worker's health check last recorded it (SessionState), scan the QR code to pair a phone,
+and press start/stop/restart/logout, which only enqueue lifecycle tasks: the web process
+never calls the sidecar."""
+
+from __future__ import annotations
+
+import segno
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from whatsapp.models import SessionState, Tenant
+
+ACTIONS = {
+    "start": "Start requested: the session connects, or shows a QR code to scan.",
+    "stop": "Stop requested (credentials are kept).",
+    "restart": "Restart requested (it waits for sends in flight).",
+    "logout": "Logout requested: the device is unlinked; the next start shows a new QR code.",
+}
+
+
+def qr_data_uri(qr: str) -> str:
+    """The QR string WhatsApp gave, drawn as an SVG image (dark on white, with the quiet
+    zone, so a phone camera reads it on any admin theme)."""
+    return segno.make(qr, error="l").svg_data_uri(scale=6, border=4, dark="#000000", light="#ffffff")
+
+
+def session_url(tenant_slug: str) -> str:
+    """The Sessions page of one tenant (TenantAdmin links here)."""
+    return reverse("admin:whatsapp_sessionstate_tenant", args=[tenant_slug])
+
+
+@admin.register(SessionState)
+class SessionStateAdmin(admin.ModelAdmin):
+    list_display = (
+        "tenant", "status", "can_send", "auth_paired", "last_disconnect", "reconnect_attempts", "alert", "updated_at",
+        "open_link",
+    )
+    list_filter = ("status", "can_send", "auth_paired")
+    search_fields = ("tenant__slug", "tenant__name")
+    list_select_related = ("tenant",)
+    readonly_fields = [f.name for f in SessionState._meta.fields]
+    change_list_template = "admin/whatsapp/sessionstate/change_list.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Last disconnect")
+    def last_disconnect(self, obj):
+        if obj.last_disconnect_code is None and not obj.last_disconnect_reason:
+            return "-"
+        return f"{obj.last_disconnect_code or ''} {obj.last_disconnect_reason}".strip()
+
+    @admin.display(description="")
+    def open_link(self, obj):
+        return format_html('<a href="{}">Open</a>', session_url(obj.tenant.slug))
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("tenant/<str:slug>/", view(self.session_view), name="whatsapp_sessionstate_tenant"),
+            path(
+                "tenant/<str:slug>/<str:action>/", view(require_POST(self.action_view)),
+                name="whatsapp_sessionstate_action",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        state = get_object_or_404(SessionState.objects.select_related("tenant"), pk=object_id)
+        return redirect(session_url(state.tenant.slug))
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = extra_context or {}
+        extra_context["without_session"] = Tenant.objects.filter(session_state__isnull=True).order_by("slug")
+        return super().changelist_view(request, extra_context)
+
+    def session_view(self, request, slug):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        tenant = get_object_or_404(Tenant, slug=slug)
+        state = SessionState.objects.filter(tenant=tenant).first()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"WhatsApp session: {tenant.name}",
+            "tenant": tenant,
+            "state": state,
+            "qr_image": qr_data_uri(state.qr) if state and state.qr else "",
+            "can_act": self.has_change_permission(request),
+            "actions": list(ACTIONS),
+            "refresh_seconds": max(2, int(settings.SESSION_HEALTH_INTERVAL_SECONDS // 2)),
+        }
+        return render(request, "admin/whatsapp/sessionstate/session.html", context)
+
+    def action_view(self, request, slug, action):
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        tenant = get_object_or_404(Tenant, slug=slug)
+        if action not in ACTIONS:
+            messages.error(request, f"Unknown action {action!r}.")
+            return redirect(session_url(slug))
+        from whatsapp import lifecycle
+
+        task = getattr(lifecycle, action)
+        try:
+            task.delay(tenant.slug)
+        except Exception as exc:  # noqa: BLE001 - the broker is down: say so, do not 500
+            messages.error(request, f"Could not enqueue the {action}: {exc}")
+        else:
+            messages.info(request, ACTIONS[action])
+        return redirect(session_url(slug))

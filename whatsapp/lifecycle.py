@@ -1,0 +1,223 @@
+"""Lifecycle tasks of WhatsApp Web sessions (queue `baileys`, one worker, concurrency 1).
+
+Only these tasks start, stop, restart, log out or reconnect sessions, so two of them never
+race on one socket. Staff press buttons in the admin (which only enqueue these); the beat
+task `health_check` records every session's state in SessionState (the admin reads it)
+and applies the reconnect policy of whatsapp.session_policy.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from project.logging import log_context
+from whatsapp import session_policy as policy
+from whatsapp import sidecar_supervisor  # noqa: F401 - connects the worker signals
+from whatsapp.models import SessionState, Tenant
+from whatsapp.sidecar_client import SidecarClient, SidecarUnavailable
+
+log = logging.getLogger("whatsapp.lifecycle")
+
+RESTART_WAIT_SECONDS = 2
+RESTART_MAX_WAITS = 30  # then restart anyway: the sidecar's stop waits for in-flight sends
+
+
+def _state(tenant_slug: str) -> SessionState:
+    tenant = Tenant.objects.get(slug=tenant_slug)
+    state, _ = SessionState.objects.get_or_create(tenant=tenant)
+    state.tenant = tenant
+    return state
+
+
+def observed_from(raw: dict) -> policy.Observed:
+    last = raw.get("lastDisconnect") or {}
+    return policy.Observed(
+        connected=bool(raw.get("connected")),
+        can_send=bool(raw.get("canSend")),
+        starting=bool(raw.get("starting")),
+        stopping=bool(raw.get("stopping")),
+        qr=raw.get("qr") or "",
+        disconnect_code=last.get("code"),
+        disconnect_reason=last.get("reason") or "",
+        connected_since=_when(raw.get("connectedSince")),
+    )
+
+
+def _when(value):
+    return parse_datetime(value) if isinstance(value, str) and value else None
+
+
+def _record(state: SessionState, raw: dict) -> None:
+    """Copy what the sidecar reports into the row (not yet saved)."""
+    last = raw.get("lastDisconnect") or {}
+    state.connected = bool(raw.get("connected"))
+    state.can_send = bool(raw.get("canSend"))
+    state.auth_paired = bool(raw.get("authPaired"))
+    state.qr = raw.get("qr") or ""
+    state.connected_since = _when(raw.get("connectedSince"))
+    state.last_disconnect_code = last.get("code")
+    state.last_disconnect_reason = (last.get("reason") or "")[:50]
+    state.last_disconnect_at = _when(last.get("at"))
+
+
+def _label(state: SessionState, raw: dict) -> str:
+    recorded = policy.Recorded(state.desired, state.reconnect_attempts, state.next_reconnect_at)
+    return policy.decide(observed_from(raw), recorded, timezone.now()).status
+
+
+def _sidecar_down(state: SessionState, exc: Exception) -> None:
+    log.warning("sidecar unavailable: %s", exc)
+    state.status = "sidecar_down"
+    state.connected = state.can_send = False
+    state.save()
+
+
+@shared_task(acks_late=True)
+def start(tenant_slug: str) -> None:
+    """Staff want the session running: start it (a QR appears if it is not paired)."""
+    with log_context(tenant=tenant_slug):
+        state = _state(tenant_slug)
+        state.desired = "running"
+        state.alert = ""
+        state.reconnect_attempts = 0
+        state.next_reconnect_at = None
+        state.status = "starting"
+        state.save()
+        log.info("session start requested")
+        _start(state)
+
+
+def _start(state: SessionState) -> None:
+    try:
+        raw = SidecarClient().start(state.tenant.slug)
+    except SidecarUnavailable as exc:
+        _sidecar_down(state, exc)
+        return
+    _record(state, raw)
+    state.next_reconnect_at = None
+    state.status = _label(state, raw)
+    state.save()
+    log.info("session start ended: %s", state.status)
+
+
+@shared_task(acks_late=True)
+def stop(tenant_slug: str) -> None:
+    with log_context(tenant=tenant_slug):
+        state = _state(tenant_slug)
+        state.desired = "stopped"
+        state.next_reconnect_at = None
+        state.save()
+        log.info("session stop requested")
+        _stop(state, logout=False)
+
+
+@shared_task(acks_late=True)
+def logout(tenant_slug: str) -> None:
+    """Unlink the device: the sidecar logs out and deletes the credentials; the next start
+    shows a new QR."""
+    with log_context(tenant=tenant_slug):
+        state = _state(tenant_slug)
+        state.desired = "stopped"
+        state.next_reconnect_at = None
+        state.save()
+        log.info("session logout requested")
+        _stop(state, logout=True)
+
+
+def _stop(state: SessionState, logout: bool) -> None:
+    client = SidecarClient()
+    try:
+        raw = client.logout(state.tenant.slug) if logout else client.stop(state.tenant.slug)
+    except SidecarUnavailable as exc:
+        _sidecar_down(state, exc)
+        return
+    _record(state, raw)
+    state.status = "logged_out" if logout else "stopped"
+    state.save()
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def restart(self, tenant_slug: str) -> None:
+    """Stop and start again, but not in the middle of a send: wait while it is sending."""
+    with log_context(tenant=tenant_slug):
+        state = _state(tenant_slug)
+        try:
+            sending = SidecarClient().sending_status(tenant_slug)
+        except SidecarUnavailable as exc:
+            _sidecar_down(state, exc)
+            return
+        if sending.get("isSending") and self.request.retries < RESTART_MAX_WAITS:
+            log.info("restart deferred: %s send(s) in flight", sending.get("activeSends"))
+            raise self.retry(countdown=RESTART_WAIT_SECONDS)
+        log.info("session restart")
+        state.desired = "running"
+        state.alert = ""
+        state.reconnect_attempts = 0
+        state.next_reconnect_at = None
+        state.save()
+        _stop(state, logout=False)
+        _start(state)
+
+
+@shared_task(acks_late=True)
+def health_check() -> int:
+    """Beat: record every session's state and apply the reconnect policy."""
+    states = list(SessionState.objects.select_related("tenant"))
+    for state in states:
+        with log_context(tenant=state.tenant.slug):
+            check(state)
+    return len(states)
+
+
+@shared_task(acks_late=True)
+def check_session(tenant_slug: str) -> None:
+    """One session's health check, scheduled for the moment a backoff ends."""
+    state = SessionState.objects.select_related("tenant").filter(tenant__slug=tenant_slug).first()
+    if state is not None:
+        with log_context(tenant=tenant_slug):
+            check(state)
+
+
+def check(state: SessionState) -> None:
+    try:
+        raw = SidecarClient().status(state.tenant.slug)
+    except SidecarUnavailable as exc:
+        _sidecar_down(state, exc)
+        return
+    now = timezone.now()
+    recorded = policy.Recorded(state.desired, state.reconnect_attempts, state.next_reconnect_at)
+    decision = policy.decide(observed_from(raw), recorded, now)
+    _record(state, raw)
+    state.status = decision.status
+    state.reconnect_attempts = decision.reconnect_attempts
+    state.next_reconnect_at = decision.next_reconnect_at
+    if decision.alert is not None and decision.alert != state.alert:
+        if decision.alert:
+            log.error("session alert: %s", decision.alert)
+        state.alert = decision.alert
+    if decision.desired is not None:
+        state.desired = decision.desired
+    state.save()
+
+    if decision.action == policy.START:
+        log.info(
+            "reconnecting (attempt %s) after %s %s", decision.reconnect_attempts,
+            state.last_disconnect_code, state.last_disconnect_reason,
+        )
+        _start(state)
+    elif decision.action == policy.STOP:
+        log.warning("stopping the session (%s)", decision.status)
+        _stop(state, logout=False)
+        if decision.status == "replaced":
+            state.status = "replaced"
+            state.save(update_fields=["status", "updated_at"])
+    elif decision.action == policy.WAIT and decision.next_reconnect_at is not None:
+        due_in = (decision.next_reconnect_at - now).total_seconds()
+        # Due before the next beat tick: check again exactly then.
+        if due_in < settings.SESSION_HEALTH_INTERVAL_SECONDS:
+            check_session.apply_async((state.tenant.slug,), countdown=max(0.0, due_in) + 0.1)
