@@ -14,6 +14,15 @@ if [ -f whatsapp/sidecar/package.json ]; then
   (cd whatsapp/sidecar && npm test)
 fi
 
+echo "== chromium (for the admin's browser tests)"
+# Playwright drives Debian's Chromium: its own browser download cannot work here and is
+# never run. If this install fails, tests/test_browser_admin.py fails loudly (no skip).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian's chromium (about 40 s)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+    || echo "could not install chromium: the browser tests will fail" >&2
+fi
+
 echo "== pytest"
 if [ -z "${DATABASE_URL:-}" ]; then
   if ensure_postgres; then

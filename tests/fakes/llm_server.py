@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.fakes.base import FakeServer, JsonHandler
 
 # Fault kinds, one per request, consumed in order: "429" (with Retry-After
 # `retry_after`), "500", "502", "503", "hang" (answer nothing for `hang_seconds`),
@@ -31,7 +31,7 @@ def default_answer(body: dict) -> str:
     return f"LLM answer to: {last}"
 
 
-class FakeLLM:
+class FakeLLM(FakeServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None):
         self.api_key = api_key  # when set, other keys get 401 like the real APIs
         self.requests: list[dict] = []
@@ -41,22 +41,11 @@ class FakeLLM:
         self.hang_seconds = 30.0
         self.delay_seconds = 0.0
         self.answer: Callable[[dict], str] = default_answer
-        self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer((host, port), self._handler())
-        self.server.daemon_threads = True
+        super().__init__(host, port)
 
     @property
     def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def start(self) -> FakeLLM:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return f"{self.address}/v1"
 
     def reset(self) -> None:
         with self.lock:
@@ -105,24 +94,11 @@ class FakeLLM:
                       "total_tokens": prompt_tokens + len(text.split())},
         }
 
-    def _handler(self):
+    def handler_class(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _send(self, status: int, payload: object, headers: dict | None = None, raw: bytes | None = None):
-                body = raw if raw is not None else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(JsonHandler):
+            _send = JsonHandler.send_json
 
             def _error(self, status: int, message: str, kind: str, headers: dict | None = None):
                 self._send(status, {"error": {"message": message, "type": kind, "param": None, "code": None}},
@@ -138,7 +114,7 @@ class FakeLLM:
                 return self._error(404, "not found", "invalid_request_error")
 
             def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                raw = self.read_body()
                 if self.path == "/_fake/reset":
                     fake.reset()
                     return self._send(200, {"ok": True})

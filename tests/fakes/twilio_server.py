@@ -12,14 +12,14 @@ import argparse
 import base64
 import json
 import random
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+from tests.fakes.base import FakeServer, JsonHandler
 
 
 @dataclass
@@ -38,14 +38,7 @@ class Faults:
     hang_rate: float = 0.0  # share of sends that hang until hang_seconds (chaos runs)
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a client that timed out and hung up is part of the tests, not an error
-
-
-class FakeTwilio:
+class FakeTwilio(FakeServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, account_sid: str = "AC" + "0" * 32,
                  auth_token: str = "dev-twilio-auth-token"):
         self.account_sid = account_sid
@@ -53,23 +46,11 @@ class FakeTwilio:
         self.messages: list[dict] = []
         self.requests = 0
         self.faults = Faults()
-        self.lock = threading.Lock()
-        self.server = _QuietServer((host, port), self._handler())
-        self.thread: threading.Thread | None = None
+        super().__init__(host, port)
 
     @property
     def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeTwilio:
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return self.address
 
     def reset(self) -> None:
         with self.lock:
@@ -138,22 +119,11 @@ class FakeTwilio:
             self.messages.append(resource)
         return resource
 
-    def _handler(self):
+    def handler_class(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _send(self, status: int, payload: object) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(JsonHandler):
+            _send = JsonHandler.send_json
 
             def _authorized(self) -> bool:
                 expected = base64.b64encode(f"{fake.account_sid}:{fake.auth_token}".encode()).decode()
@@ -161,9 +131,6 @@ class FakeTwilio:
 
             def _messages_path(self) -> bool:
                 return urlparse(self.path).path == f"/2010-04-01/Accounts/{fake.account_sid}/Messages.json"
-
-            def _body(self) -> bytes:
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
             def do_GET(self):
                 parsed = urlparse(self.path)
@@ -190,7 +157,7 @@ class FakeTwilio:
 
             def do_POST(self):
                 parsed = urlparse(self.path)
-                raw = self._body()
+                raw = self.read_body()
                 if parsed.path == "/_fake/reset":
                     fake.reset()
                     return self._send(200, {"ok": True})

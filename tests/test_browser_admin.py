@@ -1,0 +1,152 @@
+"""The admin in a real browser (headless Debian Chromium driven by Playwright): staff log
+in, requeue a dead letter with the bulk action and watch the message turn "Sent" as a
+real Celery worker delivers it to the (fake) Twilio API; and the Sessions page shows the
+pairing QR code as an image the browser really decoded.
+
+Chromium comes from Debian (scripts/test.sh installs the `chromium` package); Playwright
+only drives it: its own browser download cannot work here and is never run."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connections
+
+from tests.delivery_helpers import drive, make_reply
+from whatsapp.models import DeadLetter, Message, SessionState, Status
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+# What works in this sandbox: no GPU, no QUIC, and none of Chromium's calls home (the
+# closed network refuses them, many at a time).
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+PHONE = "+15551234567"
+PASSWORD = "pw-for-browser-tests-only"
+
+
+def chromium_path() -> str:
+    """Debian's Chromium, or a loud failure: a missing browser must not pass as a skip,
+    except on a machine that has no apt-get to install it with."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    if shutil.which("apt-get") is None:
+        pytest.skip(f"{CHROMIUM} is missing and this machine has no apt-get to install it")
+    pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs it (apt-get install chromium); did that fail?")
+
+
+@pytest.fixture
+def page(transactional_db, live_server, monkeypatch):
+    """A fresh browser page; the browser is closed after the test. (The test database is
+    set up before the live server starts, so the server, holding connections, stops first.)"""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an asyncio loop on this thread, which makes Django refuse
+    # the test's own ORM calls. The site itself runs in the live server's thread, and
+    # nothing here is concurrent, so the check guards against nothing in this test.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(15_000)
+            yield context.new_page()
+        finally:
+            browser.close()
+            # ORM calls made while Playwright ran got database connections of their own
+            # (Django keys them by async context); close them, or the test database
+            # cannot be dropped at the end of the session.
+            connections.close_all()
+
+
+@pytest.fixture
+def staff(db):
+    """A staff member who may resolve dead letters and look at messages and sessions."""
+    user = User.objects.create_user("sam", password=PASSWORD, is_staff=True)
+    for codename in ("view_deadletter", "change_deadletter", "resolve_deadletter", "view_message",
+                     "view_sessionstate"):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+def log_in(page, user) -> None:
+    page.goto("/admin/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")
+
+
+def assert_styled(page) -> None:
+    """The admin's CSS loaded: the header has the admin's colours, not the browser's
+    default transparent background."""
+    background = page.eval_on_selector("#header", "e => getComputedStyle(e).backgroundColor")
+    assert background not in ("", "rgba(0, 0, 0, 0)", "transparent"), background
+
+
+def test_staff_requeue_a_dead_letter_in_the_browser_and_see_it_sent(
+    page, staff, tenant, twilio, start_worker, tmp_path
+):
+    # A reply dead-lettered because Twilio called the number invalid; the number is then fixed.
+    twilio.faults.invalid_numbers = {PHONE}
+    message = drive(make_reply(tenant, body="Your cake is ready for pickup.", phone=PHONE))
+    twilio.faults.invalid_numbers = set()
+    assert message.status == Status.DEAD
+    letter = DeadLetter.objects.get(message=message)
+    start_worker(queues="send")
+
+    log_in(page, staff)
+    page.goto("/admin/whatsapp/deadletter/")
+    assert "1 open dead letter" in page.inner_text("#content")
+    assert_styled(page)
+    page.screenshot(path=tmp_path / "dead-letters.png", full_page=True)
+
+    page.check(f"input[name=_selected_action][value='{letter.pk}']")
+    page.select_option("select[name=action]", label="Requeue selected dead letters")
+    page.click("button[name=index]")
+    assert "Requeued 1" in page.inner_text(".messagelist")
+    page.screenshot(path=tmp_path / "requeued.png", full_page=True)
+
+    # The worker delivers it; the message's page says so (it refreshes by reload).
+    page.goto(f"/admin/whatsapp/message/{message.pk}/change/")
+    status = page.locator(".field-status .readonly")
+    deadline = time.monotonic() + 30
+    while not status.inner_text().startswith("Sent") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        page.reload()
+    page.screenshot(path=tmp_path / "message-sent.png", full_page=True)
+    assert status.inner_text().startswith("Sent"), status.inner_text()
+
+    assert [m["body"] for m in twilio.sent_to(PHONE)] == ["Your cake is ready for pickup."]
+    message.refresh_from_db()
+    assert message.status == Status.SENT and message.provider == "twilio"
+    assert Message.objects.get(pk=message.pk).idempotency_key == message.idempotency_key
+
+
+def test_the_sessions_page_shows_the_pairing_qr_code_as_an_image(page, staff, tenant, tmp_path):
+    SessionState.objects.create(tenant=tenant, desired="running", status="qr",
+                                qr="2@Xk3v9Qm1Lr7TzN0pWc5Hd8Ys2Bf4Gj6A,bG9uZ2tleQ==,c2lnbmVka2V5,ZGV2aWNl")
+
+    log_in(page, staff)
+    page.goto("/admin/whatsapp/sessionstate/")
+    page.screenshot(path=tmp_path / "sessions.png", full_page=True)
+    page.click(f"tr:has-text('{tenant.slug}') >> text=Open")
+    page.wait_for_url(f"**/admin/whatsapp/sessionstate/tenant/{tenant.slug}/")
+    qr = page.locator("img#session-qr")
+    qr.wait_for(state="visible")
+    assert_styled(page)
+    page.screenshot(path=tmp_path / "session-qr.png", full_page=True)
+
+    # The browser decoded the image (an undecodable data URI has a natural width of 0),
+    # and it is drawn at a size a phone camera can read.
+    assert qr.evaluate("img => img.complete && img.naturalWidth") > 0
+    box = qr.bounding_box()
+    assert box and box["width"] >= 200 and box["height"] >= 200
+    assert qr.get_attribute("src").startswith("data:image/svg+xml")
