@@ -201,6 +201,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Outside production the admin's files are served straight from the apps, collected or not.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES * 4
 
 REST_FRAMEWORK = {

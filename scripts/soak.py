@@ -23,6 +23,7 @@ from pathlib import Path
 from scripts.bench.stack import Stack, http_json, signed_twilio_form, wait_until
 
 TENANT = "bench"
+SEND_WORKERS = ("send_a", "send_b")
 
 
 def phone(i: int) -> str:
@@ -52,16 +53,17 @@ class Soak:
         s.twilio_faults(error_rate=0.1, hang_rate=0.01, hang_seconds=8)
         s.start_web(workers=2)
         s.start_worker("ai", "ai,default", 2)
-        self.start_send_worker()
+        for name in SEND_WORKERS:
+            self.start_send_worker(name)
         s.start_worker("baileys", "baileys", 1)
         s.start_beat()
         wait_until(lambda: http_json("GET", f"{s.env['SIDECAR_URL']}/healthz").get("ok"), 30, "the sidecar")
         self.lifecycle("start")
         wait_until(lambda: self.session_status().get("canSend"), 30, "the WhatsApp session")
-        self.log("system up: web, ai, send, baileys (sidecar, sandbox), beat, fake Twilio (10% 5xx, 1% hang)")
+        self.log("system up: web, ai, 2 send workers, baileys (sidecar, sandbox), beat, fake Twilio (10% 5xx, 1% hang)")
 
-    def start_send_worker(self) -> None:
-        self.stack.start_worker("send", "send", 2)
+    def start_send_worker(self, name: str) -> None:
+        self.stack.start_worker(name, "send", 1)
 
     def lifecycle(self, task: str) -> None:
         self.stack.manage("shell", "-c", f"from whatsapp import lifecycle; lifecycle.{task}.delay('{TENANT}')")
@@ -119,9 +121,11 @@ class Soak:
         redis_restarted = session_dropped = False
         kills = 0
         while not self.stop_chaos.wait(random.uniform(3, 6)):
-            self.stack.kill("send")
+            # One of the two send workers dies at a time (as on a real fleet), mid-send or not.
+            victim = SEND_WORKERS[kills % len(SEND_WORKERS)]
+            self.stack.kill(victim)
             kills += 1
-            self.start_send_worker()
+            self.start_send_worker(victim)
             elapsed = time.monotonic() - started
             if not redis_restarted and elapsed > 25:
                 self.stack.restart_redis()
@@ -201,7 +205,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         stack = Stack(
             Path(tmp), BOT_DEBOUNCE_SECONDS=0, SEND_LEASE_SECONDS=20, RECONCILE_INTERVAL_SECONDS=2,
-            RECONCILE_GRACE_SECONDS=10, SEND_RETRY_BACKOFF_BASE=1, SEND_RETRY_BACKOFF_CAP=10,
+            RECONCILE_GRACE_SECONDS=20, SEND_RETRY_BACKOFF_BASE=1, SEND_RETRY_BACKOFF_CAP=10,
             SEND_AMBIGUOUS_RESOLVE_SECONDS=120, TWILIO_READ_TIMEOUT=3, SESSION_HEALTH_INTERVAL_SECONDS=2,
             BREAKER_RESET_TIMEOUT=5,
         )

@@ -81,10 +81,11 @@ def _contact(inbound: Inbound) -> Contact:
     if contact is None and inbound.lid_jid:
         contact = contacts.filter(lid_jid=inbound.lid_jid).first()
     if contact is None:
-        if inbound.phone:
-            contact, _ = Contact.objects.get_or_create(tenant=inbound.tenant, phone=inbound.phone)
-        else:
-            contact, _ = Contact.objects.get_or_create(tenant=inbound.tenant, lid_jid=inbound.lid_jid)
+        contact = _new_contact(inbound)
+        if contact is not None:
+            return contact
+        contact = contacts.filter(phone=inbound.phone).first() if inbound.phone else None
+        contact = contact or contacts.get(lid_jid=inbound.lid_jid)
     changed = []
     for field in ("phone", "name", "wa_jid", "lid_jid"):
         value = getattr(inbound, field)
@@ -101,6 +102,20 @@ def _contact(inbound: Inbound) -> Contact:
     if changed:
         contact.save(update_fields=changed)
     return contact
+
+
+def _new_contact(inbound: Inbound) -> Contact | None:
+    """Create the contact with everything we know in one INSERT; None if a concurrent
+    webhook created it first."""
+    try:
+        with transaction.atomic():
+            return Contact.objects.create(
+                tenant=inbound.tenant, phone=inbound.phone, name=inbound.name, wa_jid=inbound.wa_jid,
+                lid_jid=inbound.lid_jid,
+                last_twilio_inbound_at=timezone.now() if inbound.provider == Provider.TWILIO else None,
+            )
+    except IntegrityError:
+        return None
 
 
 def _hand_to_bot(message: Message) -> None:

@@ -183,6 +183,9 @@ class Message(models.Model):
     # retries are counted from here.
     cycle_started_at = models.DateTimeField(null=True, blank=True)
     template_sid = models.CharField(max_length=64, blank=True, help_text="Set when sent as a Twilio template.")
+    # When the reconciler last re-enqueued this message: once per grace period at most, so a
+    # backlog is not multiplied by duplicate tasks.
+    redriven_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     error_code = models.CharField(max_length=20, blank=True)
 

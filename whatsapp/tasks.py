@@ -30,32 +30,36 @@ def send_message(self, message_id: int) -> None:
 def reconcile_outbound() -> dict:
     """The database is the source of truth: re-drive every outbound message whose task
     was lost (a SIGKILLed worker, a flushed or restarted Redis) and every inbound message
-    that never got an answer. Duplicated tasks are harmless (claims are conditional)."""
+    that never got an answer. Duplicated tasks are harmless (claims are conditional), and
+    each message is re-driven at most once per grace period, so a backlog is not
+    multiplied by the reconciler."""
+    from bots.tasks import generate_reply
+
     now = timezone.now()
     grace = timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
-    stuck_sending = Message.objects.filter(
-        direction=Direction.OUTBOUND, status=Status.SENDING, lease_until__lt=now
-    ).values_list("pk", flat=True)
-    overdue_queued = Message.objects.filter(
-        direction=Direction.OUTBOUND, status=Status.QUEUED, updated_at__lt=now - grace
-    ).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=now - grace)).values_list("pk", flat=True)
+    not_recently = Q(redriven_at__isnull=True) | Q(redriven_at__lt=now - grace)
+    outbound = Message.objects.filter(direction=Direction.OUTBOUND).filter(not_recently)
+    stuck_sending = outbound.filter(status=Status.SENDING, lease_until__lt=now)
+    overdue_queued = outbound.filter(status=Status.QUEUED, updated_at__lt=now - grace).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=now - grace)
+    )
     unanswered = Message.objects.filter(
         direction=Direction.INBOUND, status=Status.RECEIVED, created_at__lt=now - grace,
         created_at__gt=now - timedelta(days=1),
-    ).values_list("pk", flat=True)
-
-    from bots.tasks import generate_reply
-
-    counts = {"sending": 0, "queued": 0, "inbound": 0}
-    for pk in list(stuck_sending[:500]):
-        send_message.delay(pk)
-        counts["sending"] += 1
-    for pk in list(overdue_queued[:500]):
-        send_message.delay(pk)
-        counts["queued"] += 1
-    for pk in list(unanswered[:500]):
-        generate_reply.delay(pk)
-        counts["inbound"] += 1
+    ).filter(not_recently)
+    counts = {
+        "sending": _redrive(stuck_sending, send_message, now),
+        "queued": _redrive(overdue_queued, send_message, now),
+        "inbound": _redrive(unanswered, generate_reply, now),
+    }
     if any(counts.values()):
         log.warning("reconciler re-drove messages: %s", counts)
     return counts
+
+
+def _redrive(queryset, task, now, limit: int = 500) -> int:
+    ids = list(queryset.order_by("created_at").values_list("pk", flat=True)[:limit])
+    Message.objects.filter(pk__in=ids).update(redriven_at=now)
+    for pk in ids:
+        task.delay(pk)
+    return len(ids)
