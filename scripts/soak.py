@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+from scripts.bench.run import header, record
 from scripts.bench.stack import Stack, http_json, signed_twilio_form, wait_until
 
 TENANT = "bench"
@@ -139,13 +140,15 @@ class Soak:
 
     # --- counting ---------------------------------------------------------------------
     def delivered_counts(self) -> dict[str, int]:
+        """Replies per customer number, as the providers saw them (what the phones got)."""
         counts: dict[str, int] = {}
-        for m in self.stack.twilio_messages():
-            number = m["to"].removeprefix("whatsapp:")
+        via_twilio = [m["to"].removeprefix("whatsapp:") for m in self.stack.twilio_messages()]
+        via_whatsapp_web = ["+" + re.sub(r"\D", "", str(m.get("to", "")).split("@")[0])
+                            for m in self.sidecar("GET", f"/sandbox/{TENANT}/sent")["sent"]]
+        for number in via_twilio + via_whatsapp_web:
             counts[number] = counts.get(number, 0) + 1
-        for m in self.sidecar("GET", f"/sandbox/{TENANT}/sent"):
-            number = "+" + re.sub(r"\D", "", str(m.get("to", "")).split("@")[0])
-            counts[number] = counts.get(number, 0) + 1
+        self.log(f"replies seen: {len(via_whatsapp_web)} through the WhatsApp Web session, "
+                 f"{len(via_twilio)} through Twilio")
         return counts
 
     def settled(self) -> bool:
@@ -188,12 +191,19 @@ class Soak:
                 dead += 1
             else:
                 lost += 1
-        print("\n== soak result (counted at the fake providers)")
-        print(f"inbound messages:        {self.messages} (+{self.messages // 10} re-delivered duplicates)")
-        print(f"answered exactly once:   {once}")
-        print(f"dead-lettered:           {dead} {reasons or ''}")
-        print(f"lost:                    {lost}")
-        print(f"answered twice or more:  {twice}")
+        result = "\n".join([
+            f"inbound messages:        {self.messages} (+{self.messages // 10} re-delivered duplicates)",
+            f"answered exactly once:   {once}",
+            f"dead-lettered:           {dead} {reasons or ''}",
+            f"lost:                    {lost}",
+            f"answered twice or more:  {twice}",
+        ])
+        print("\n== soak result (counted at the fake providers)\n" + result)
+        record("soak", header("Soak", f".venv/bin/python -m scripts.soak --messages {self.messages}  (make soak)")
+               + "\nWhat happened during the run:\n\n" + "\n".join(f"    {e}" for e in self.events
+                                                         if "replies by status" not in e)
+               + "\n\nResult, counted at the fake providers' side:\n\n" + "\n".join(
+                   f"    {line}" for line in result.splitlines()) + "\n")
         return 0 if lost == 0 and twice == 0 else 1
 
 

@@ -47,6 +47,11 @@ def test_the_list_shows_how_many_dead_letters_are_open(client, staff, dead):
     assert "<strong>1</strong> open dead letter" in response.content.decode()
 
 
+def test_the_admin_index_shows_the_open_dead_letters_at_a_glance(client, staff, dead):
+    page = client.get("/admin/").content.decode()
+    assert "<strong>1</strong>\n      open dead letter" in page
+
+
 def test_the_detail_page_shows_the_attempt_timeline(client, staff, dead):
     page = client.get(f"{LIST_URL}{dead.pk}/change/").content.decode()
     assert "Attempt timeline" in page
