@@ -79,6 +79,8 @@ SIDECAR_TOKEN = env_secret("SIDECAR_TOKEN", default="dev-sidecar-token")
 SIDECAR_TRANSPORT = env.str("SIDECAR_TRANSPORT", default="sandbox")
 SIDECAR_CONNECT_TIMEOUT = env.float("SIDECAR_CONNECT_TIMEOUT", default=1.0)
 SIDECAR_READ_TIMEOUT = env.float("SIDECAR_READ_TIMEOUT", default=8.0)
+# The canSend check before each send: a sidecar that cannot answer this fast is skipped.
+SIDECAR_STATUS_TIMEOUT = env.float("SIDECAR_STATUS_TIMEOUT", default=1.5)
 # The lifecycle worker (queue `baileys`) runs the sidecar process with these.
 SIDECAR_WEBHOOK_BASE = env.str("SIDECAR_WEBHOOK_BASE", default="http://127.0.0.1:8000").rstrip("/")
 SIDECAR_DATA_DIR = env.str("SIDECAR_DATA_DIR", default=str(BASE_DIR / ".run" / "sidecar"))

@@ -12,7 +12,7 @@ from tests.conftest import free_port
 from tests.delivery_helpers import drive, make_reply, outcomes
 from whatsapp import delivery
 from whatsapp.breakers import breaker_states
-from whatsapp.models import DeadLetter, Status
+from whatsapp.models import DeadLetter, DeliveryAttempt, Status
 
 pytestmark = pytest.mark.django_db
 
@@ -165,10 +165,22 @@ def test_a_dead_sidecar_fails_over_to_twilio(tenant, twilio, settings):
     message = drive(make_reply(tenant))
     assert message.status == Status.SENT
     assert message.provider == "twilio"
-    assert outcomes(message) == [
-        ("baileys", "transient"), ("baileys", "transient"), ("baileys", "skipped"), ("twilio", "accepted"),
-    ]
+    # Nothing could have been sent: the reply moves on at once, no retry on the dead sidecar.
+    assert outcomes(message) == [("baileys", "skipped"), ("twilio", "accepted")]
+    assert message.attempts.first().error_code == "sidecar_down"
     assert len(twilio.sent_to(PHONE)) == 1
+
+
+def test_a_sidecar_that_keeps_failing_opens_its_breaker_and_is_not_asked_again(tenant, twilio, settings):
+    settings.SIDECAR_URL = f"http://127.0.0.1:{free_port()}"
+    settings.BREAKER_FAIL_MAX = 2
+    tenant.baileys_enabled = True
+    tenant.save()
+    for phone in ("+15550000001", "+15550000002", "+15550000003"):
+        drive(make_reply(tenant, phone=phone))
+    third = DeliveryAttempt.objects.filter(provider="baileys").order_by("started_at").last()
+    assert third.error_code == "breaker_open"
+    assert [b["state"] for b in breaker_states() if b["provider"] == "baileys"] == ["open"]
 
 
 def test_a_past_deadline_dead_letters_the_reply(tenant, twilio):

@@ -30,7 +30,7 @@ from whatsapp.breakers import BreakerOpen, call_through_breaker
 from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, Provider, Status
 from whatsapp.pacing import PACED
 from whatsapp.providers import get_provider
-from whatsapp.providers.base import AMBIGUOUS, PERMANENT, OutgoingPart, ProviderError
+from whatsapp.providers.base import AMBIGUOUS, PERMANENT, UNAVAILABLE, OutgoingPart, ProviderError
 from whatsapp.text import split_text
 
 log = logging.getLogger("whatsapp.delivery")
@@ -200,10 +200,10 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
                 _finish_attempt(attempt, started, Outcome.SKIPPED, str(exc), exc.code)
                 return _ProviderResult("retry", "paced", str(exc), exc.retry_after)
             outcome = {PERMANENT: Outcome.PERMANENT, AMBIGUOUS: Outcome.AMBIGUOUS}.get(exc.kind, Outcome.TRANSIENT)
-            if exc.kind == "unavailable":
+            if exc.kind == UNAVAILABLE:
                 outcome = Outcome.SKIPPED
             _finish_attempt(attempt, started, outcome, str(exc), exc.code)
-            if exc.kind == "unavailable":
+            if exc.kind == UNAVAILABLE:
                 return _ProviderResult("next", "not_ready", str(exc))
             if exc.kind == AMBIGUOUS:
                 resolved = _resolve(message, attempt, provider, part)
@@ -233,7 +233,7 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
 
 def _checked_send(provider, part: OutgoingPart) -> str:
     if not provider.can_send(part.message):
-        raise ProviderError(f"{provider.name} cannot send now", kind="unavailable", code="not_ready")
+        raise ProviderError(f"{provider.name} cannot send now", kind=UNAVAILABLE, code="not_ready")
     return provider.send(part)
 
 

@@ -7,7 +7,7 @@ import requests
 from django.conf import settings
 
 from whatsapp import pacing
-from whatsapp.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, OutgoingPart, ProviderError
+from whatsapp.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, UNAVAILABLE, OutgoingPart, ProviderError
 
 
 class BaileysProvider:
@@ -24,12 +24,15 @@ class BaileysProvider:
         return f"{self.base}/sessions/{message.tenant.slug}{suffix}"
 
     def can_send(self, message) -> bool:
-        """canSend, not merely "connected". A sidecar that does not answer raises a
-        transient error (it counts against the breaker)."""
+        """canSend, not merely "connected". A sidecar that does not answer within a second
+        or so cannot send either: the message moves to the next provider at once (nothing
+        was sent), and the failure counts against the breaker, which soon skips the check."""
         try:
-            response = self.session.get(self._url(message, "/status"), timeout=(self.timeout[0], 2.0))
+            response = self.session.get(
+                self._url(message, "/status"), timeout=(self.timeout[0], settings.SIDECAR_STATUS_TIMEOUT)
+            )
         except requests.RequestException as exc:
-            raise ProviderError(f"sidecar unreachable: {exc}", TRANSIENT, "sidecar_down") from exc
+            raise ProviderError(f"sidecar unreachable: {exc}", UNAVAILABLE, "sidecar_down") from exc
         if response.status_code != 200:
             return False
         return bool(response.json().get("canSend"))
@@ -72,7 +75,7 @@ class BaileysProvider:
         if response.status_code == 504 or error in {"send_timeout", "outcome_unknown"}:
             raise ProviderError(detail, AMBIGUOUS, error)
         if response.status_code == 409 and error == "not_ready":
-            raise ProviderError(detail, "unavailable", error)
+            raise ProviderError(detail, UNAVAILABLE, error)
         if response.status_code == 400:
             raise ProviderError(detail, PERMANENT, error)
         raise ProviderError(detail, TRANSIENT, error)

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 TRANSIENT = "transient"  # try again later (5xx, 429, connection refused)
 PERMANENT = "permanent"  # this provider will never take it (invalid number, 24 h window)
 AMBIGUOUS = "ambiguous"  # the request may have left: resolve before sending again
+UNAVAILABLE = "unavailable"  # cannot send now (session down, sidecar unreachable): next provider at once
 
 
 class ProviderError(Exception):
