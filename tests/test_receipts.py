@@ -95,3 +95,38 @@ def test_no_status_can_go_back_to_an_earlier_one():
     for i, status in enumerate(order):
         assert not TRANSITIONS[status] & set(order[:i]) - {Status.QUEUED}, status
     assert TRANSITIONS[Status.READ] == set()
+
+
+def test_a_receipt_for_a_reply_dead_lettered_as_ambiguous_closes_the_dead_letter(client, tenant, twilio, settings,
+                                                                                   redis_server):
+    """Twilio's answer never came back, so the reply became an "ambiguous" dead letter;
+    Twilio's status callback (it carries our key) then proves the customer got it."""
+    from tests.delivery_helpers import drive
+    from whatsapp.models import DeadLetter
+
+    settings.PUBLIC_BASE_URL = "https://bot.example.com"
+    settings.TWILIO_READ_TIMEOUT = 1
+    settings.SEND_AMBIGUOUS_RESOLVE_SECONDS = 0
+    twilio.faults.hang_all = True
+    twilio.faults.hang_seconds = 2
+    message = drive(make_reply(tenant))
+    assert message.status == Status.DEAD
+    callback_url = f"https://bot.example.com/webhooks/twilio/acme/status/?key={message.idempotency_key}:0"
+
+    form = {"MessageSid": "SMlate", "MessageStatus": "delivered", "AccountSid": "AC" + "0" * 32}
+    response = post_twilio(client, "/webhooks/twilio/acme/status/?key=" + f"{message.idempotency_key}:0", form,
+                           signed_url=callback_url)
+
+    assert response.status_code == 200 and response.json()["applied"] is True
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == (Status.DELIVERED, "SMlate")
+    letter = DeadLetter.objects.get(message=message)
+    assert letter.resolution == "confirmed" and letter.resolved_at is not None
+
+
+def test_a_receipt_does_not_touch_a_reply_that_is_still_being_sent(client, tenant):
+    message = make_reply(tenant)
+    Message.objects.filter(pk=message.pk).update(status=Status.SENDING, provider="twilio", provider_message_id="SMx")
+    assert callback(client, "delivered", sid="SMx").json()["applied"] is False
+    message.refresh_from_db()
+    assert message.status == Status.SENDING

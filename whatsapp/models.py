@@ -149,7 +149,8 @@ TRANSITIONS: dict[str, set[str]] = {
     # A late failure after "sent" is recorded; it is not re-sent blindly.
     Status.FAILED: set(),
     Status.UNDELIVERED: set(),
-    Status.DEAD: {Status.QUEUED, Status.DISCARDED},
+    # A receipt for a dead letter whose outcome was unknown proves it reached the customer.
+    Status.DEAD: {Status.QUEUED, Status.DISCARDED, Status.SENT, Status.DELIVERED, Status.READ},
     Status.DISCARDED: set(),
 }
 
@@ -278,6 +279,8 @@ class DeadLetter(models.Model):
     class Resolution(models.TextChoices):
         REQUEUED = "requeued", "Requeued"
         DISCARDED = "discarded", "Discarded"
+        # A provider's receipt proved the customer got it after all (an unknown outcome).
+        CONFIRMED = "confirmed", "Delivered after all (provider receipt)"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="dead_letters")
     reason = models.CharField(max_length=20, choices=Reason.choices)

@@ -7,7 +7,7 @@ import logging
 
 from django.utils import timezone
 
-from whatsapp.models import DeliveryAttempt, Message, Status
+from whatsapp.models import DeadLetter, DeliveryAttempt, Message, Status
 
 log = logging.getLogger("whatsapp.receipts")
 
@@ -18,6 +18,7 @@ PROVIDER_STATUS = {
     "failed": Status.FAILED,
     "undelivered": Status.UNDELIVERED,
 }
+CONFIRMS_DELIVERY = {Status.SENT, Status.DELIVERED, Status.READ}
 TIMESTAMP_FIELD = {Status.SENT: "sent_at", Status.DELIVERED: "delivered_at", Status.READ: "read_at"}
 
 
@@ -35,7 +36,8 @@ def find_outbound(provider: str, provider_message_id: str, idempotency_key: str 
     return message
 
 
-def apply_receipt(message: Message, provider_status: str, error_code: str = "") -> bool:
+def apply_receipt(message: Message, provider_status: str, error_code: str = "", provider: str = "",
+                  provider_message_id: str = "") -> bool:
     """Move the message forward if that is a move forward; return whether it moved."""
     new_status = PROVIDER_STATUS.get((provider_status or "").lower())
     if new_status is None:
@@ -45,7 +47,18 @@ def apply_receipt(message: Message, provider_status: str, error_code: str = "") 
         fields[TIMESTAMP_FIELD[new_status]] = timezone.now()
     if error_code:
         fields["error_code"] = str(error_code)[:20]
+    if message.status in (Status.QUEUED, Status.SENDING):
+        # The sending worker owns the message (more parts may follow); it learns the
+        # outcome itself, from the provider's answer or by asking.
+        return False
+    was_dead = message.status == Status.DEAD
+    if was_dead and new_status not in CONFIRMS_DELIVERY:
+        return False
+    if was_dead and provider_message_id and not message.provider_message_id:
+        fields.update(provider=provider, provider_message_id=provider_message_id)
     moved = message.move_to(new_status, **fields)
+    if moved and was_dead:
+        _confirm_dead_letters(message)
     log.info(
         "receipt %s %s",
         provider_status,
@@ -53,3 +66,14 @@ def apply_receipt(message: Message, provider_status: str, error_code: str = "") 
         extra={"message_id": message.pk, "tenant": message.tenant_id},
     )
     return moved
+
+
+def _confirm_dead_letters(message: Message) -> None:
+    """The reply was dead-lettered because nobody could tell whether it had left; the
+    provider now says it did. Close the dead letter so nobody requeues a second copy."""
+    updated = DeadLetter.objects.filter(message=message, resolved_at__isnull=True).update(
+        resolved_at=timezone.now(), resolution=DeadLetter.Resolution.CONFIRMED,
+        note="A delivery receipt arrived: the customer got this reply.",
+    )
+    if updated:
+        log.warning("dead letter closed: a receipt shows the reply was delivered", extra={"message_id": message.pk})

@@ -138,7 +138,8 @@ class TwilioStatus(TwilioWebhook):
         if message is None or message.tenant_id != tenant.pk:
             # Not ours (or not stored yet): acknowledge so Twilio does not retry forever.
             return Response({"ok": True, "applied": False, "reason": "unknown message"})
-        moved = apply_receipt(message, data["MessageStatus"], data.get("ErrorCode") or "")
+        moved = apply_receipt(message, data["MessageStatus"], data.get("ErrorCode") or "",
+                              provider=Provider.TWILIO, provider_message_id=data["MessageSid"])
         return Response({"ok": True, "applied": moved, "status": message.status})
 
 
@@ -217,5 +218,5 @@ class BaileysStatus(SidecarWebhook):
         message = find_outbound(Provider.BAILEYS, message_id, key)
         if message is None or message.tenant_id != tenant.pk:
             return Response({"ok": True, "applied": False, "reason": "unknown message"})
-        moved = apply_receipt(message, new_status)
+        moved = apply_receipt(message, new_status, provider=Provider.BAILEYS, provider_message_id=message_id)
         return Response({"ok": True, "applied": moved, "status": message.status})

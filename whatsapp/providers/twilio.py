@@ -77,8 +77,10 @@ class TwilioProvider:
             "to": f"whatsapp:{part.to}",
         }
         if settings.PUBLIC_BASE_URL:
+            # The key lets a receipt find its reply even when Twilio's answer to this
+            # request was lost (an unknown outcome).
             kwargs["status_callback"] = (
-                f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/{part.message.tenant.slug}/status/"
+                f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/{part.message.tenant.slug}/status/?key={part.key}"
             )
         if part.template_sid:
             import json
