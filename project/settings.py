@@ -76,7 +76,8 @@ SIDECAR_WEBHOOK_SECRET = env_secret("SIDECAR_WEBHOOK_SECRET", default="dev-sidec
 SIDECAR_WEBHOOK_MAX_AGE = env.int("SIDECAR_WEBHOOK_MAX_AGE", default=300)
 SIDECAR_URL = env.str("SIDECAR_URL", default="http://127.0.0.1:3001").rstrip("/")
 SIDECAR_TOKEN = env_secret("SIDECAR_TOKEN", default="dev-sidecar-token")
-SIDECAR_TRANSPORT = env.str("SIDECAR_TRANSPORT", default="sandbox")
+# sandbox: a simulated WhatsApp for development and tests; baileys: the real one.
+SIDECAR_TRANSPORT = env.str("SIDECAR_TRANSPORT", default="baileys" if PRODUCTION else "sandbox")
 SIDECAR_CONNECT_TIMEOUT = env.float("SIDECAR_CONNECT_TIMEOUT", default=1.0)
 SIDECAR_READ_TIMEOUT = env.float("SIDECAR_READ_TIMEOUT", default=8.0)
 # The canSend check before each send: a sidecar that cannot answer this fast is skipped.
@@ -250,6 +251,9 @@ if PRODUCTION:
     ]:
         if not value or value == default:
             problems.append(f"{name} must be set to a real secret in production")
+    if SIDECAR_TRANSPORT != "baileys":
+        # The sandbox "sends" to a simulator: customers would never get those replies.
+        problems.append("SIDECAR_TRANSPORT must be baileys in production")
     if len(SECRET_KEY) < 32:
         problems.append("DJANGO_SECRET_KEY must be at least 32 characters")
     if not ALLOWED_HOSTS:

@@ -47,6 +47,7 @@ def test_production_starts_with_every_secret_set():
         ({"TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN must be set"),
         ({"SIDECAR_TOKEN": ""}, "SIDECAR_TOKEN must be set"),
         ({"DJANGO_ALLOWED_HOSTS": ""}, "DJANGO_ALLOWED_HOSTS"),
+        ({"SIDECAR_TRANSPORT": "sandbox"}, "SIDECAR_TRANSPORT must be baileys"),
     ],
 )
 def test_production_refuses_debug_and_missing_secrets(override, complaint):
