@@ -134,9 +134,9 @@ class Stack:
                                    "--auth-token", TWILIO_TOKEN, "--account-sid", ACCOUNT_SID])
         wait_until(lambda: self.twilio_messages() is not None, 10, "fake twilio")
 
-    def start_web(self, workers: int = 2) -> None:
+    def start_web(self, workers: int = 2, threads: int = 1) -> None:
         self.spawn("web", [PY, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.web_port}",
-                           "--workers", str(workers), "--log-level", "warning"])
+                           "--workers", str(workers), "--threads", str(threads), "--log-level", "warning"])
         wait_until(lambda: self.get("/healthz") == 200, 20, "gunicorn")
 
     def start_worker(self, name: str, queues: str, concurrency: int, *extra: str, **env) -> subprocess.Popen:
