@@ -157,11 +157,16 @@ def test_the_breaker_opens_skips_the_provider_without_a_call_and_recovers(tenant
     assert len(twilio.sent_to(PHONE)) == 1
 
 
-def test_a_dead_sidecar_fails_over_to_twilio(tenant, twilio, settings):
+@pytest.fixture
+def dead_sidecar(tenant, settings):
+    """The tenant sends through its WhatsApp Web session first, and nothing listens there."""
     settings.SIDECAR_URL = f"http://127.0.0.1:{free_port()}"
     settings.BREAKER_FAIL_MAX = 2
     tenant.baileys_enabled = True
     tenant.save()
+
+
+def test_a_dead_sidecar_fails_over_to_twilio(tenant, twilio, dead_sidecar):
     message = drive(make_reply(tenant))
     assert message.status == Status.SENT
     assert message.provider == "twilio"
@@ -171,11 +176,7 @@ def test_a_dead_sidecar_fails_over_to_twilio(tenant, twilio, settings):
     assert len(twilio.sent_to(PHONE)) == 1
 
 
-def test_a_sidecar_that_keeps_failing_opens_its_breaker_and_is_not_asked_again(tenant, twilio, settings):
-    settings.SIDECAR_URL = f"http://127.0.0.1:{free_port()}"
-    settings.BREAKER_FAIL_MAX = 2
-    tenant.baileys_enabled = True
-    tenant.save()
+def test_a_sidecar_that_keeps_failing_opens_its_breaker_and_is_not_asked_again(tenant, twilio, dead_sidecar):
     for phone in ("+15550000001", "+15550000002", "+15550000003"):
         drive(make_reply(tenant, phone=phone))
     third = DeliveryAttempt.objects.filter(provider="baileys").order_by("started_at").last()

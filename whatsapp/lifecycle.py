@@ -77,6 +77,16 @@ def _sidecar_down(state: SessionState, exc: Exception) -> None:
     state.save()
 
 
+def _ask_sidecar(state: SessionState, call: str) -> dict | None:
+    """The sidecar's answer to one call about this session, or None after recording that
+    the sidecar is down."""
+    try:
+        return getattr(SidecarClient(), call)(state.tenant.slug)
+    except SidecarUnavailable as exc:
+        _sidecar_down(state, exc)
+        return None
+
+
 @shared_task(acks_late=True)
 def start(tenant_slug: str) -> None:
     """Staff want the session running: start it (a QR appears if it is not paired)."""
@@ -93,10 +103,8 @@ def start(tenant_slug: str) -> None:
 
 
 def _start(state: SessionState) -> None:
-    try:
-        raw = SidecarClient().start(state.tenant.slug)
-    except SidecarUnavailable as exc:
-        _sidecar_down(state, exc)
+    raw = _ask_sidecar(state, "start")
+    if raw is None:
         return
     _record(state, raw)
     state.next_reconnect_at = None
@@ -130,11 +138,8 @@ def logout(tenant_slug: str) -> None:
 
 
 def _stop(state: SessionState, logout: bool) -> None:
-    client = SidecarClient()
-    try:
-        raw = client.logout(state.tenant.slug) if logout else client.stop(state.tenant.slug)
-    except SidecarUnavailable as exc:
-        _sidecar_down(state, exc)
+    raw = _ask_sidecar(state, "logout" if logout else "stop")
+    if raw is None:
         return
     _record(state, raw)
     state.status = "logged_out" if logout else "stopped"
@@ -146,10 +151,8 @@ def restart(self, tenant_slug: str) -> None:
     """Stop and start again, but not in the middle of a send: wait while it is sending."""
     with log_context(tenant=tenant_slug):
         state = _state(tenant_slug)
-        try:
-            sending = SidecarClient().sending_status(tenant_slug)
-        except SidecarUnavailable as exc:
-            _sidecar_down(state, exc)
+        sending = _ask_sidecar(state, "sending_status")
+        if sending is None:
             return
         if sending.get("isSending") and self.request.retries < RESTART_MAX_WAITS:
             log.info("restart deferred: %s send(s) in flight", sending.get("activeSends"))
@@ -184,10 +187,8 @@ def check_session(tenant_slug: str) -> None:
 
 
 def check(state: SessionState) -> None:
-    try:
-        raw = SidecarClient().status(state.tenant.slug)
-    except SidecarUnavailable as exc:
-        _sidecar_down(state, exc)
+    raw = _ask_sidecar(state, "status")
+    if raw is None:
         return
     now = timezone.now()
     recorded = policy.Recorded(state.desired, state.reconnect_attempts, state.next_reconnect_at)
