@@ -106,7 +106,7 @@ class TwilioInbound(TwilioWebhook):
         phone = normalize_phone(data["From"])
         if not PHONE.fullmatch(phone):
             raise WebhookError(400, "bad_from", "From is not a phone number")
-        num_media = int(data.get("NumMedia") or 0) if (data.get("NumMedia") or "0").isdigit() else 0
+        num_media = int(data.get("NumMedia") or 0) if (data.get("NumMedia") or "0").isdecimal() else 0
         body = data.get("Body") or ""
         media_type = "text"
         if num_media:
