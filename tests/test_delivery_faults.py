@@ -197,3 +197,25 @@ def test_two_claims_on_one_message_cannot_both_win(tenant):
     message = make_reply(tenant)
     assert delivery.claim(message.pk) is not None
     assert delivery.claim(message.pk) is None
+
+
+def test_a_wait_longer_than_the_visibility_timeout_is_kept_in_the_database(tenant, settings, redis_server):
+    """A countdown past the broker's visibility timeout would be delivered twice; such a
+    wait is left to next_attempt_at, and the reconciler re-drives the message when due."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from whatsapp.tasks import reconcile_outbound
+
+    settings.RECONCILE_GRACE_SECONDS = 5
+    message = make_reply(tenant)
+    later = timezone.now() + timedelta(hours=3)
+    type(message).objects.filter(pk=message.pk).update(next_attempt_at=later, updated_at=timezone.now())
+    assert reconcile_outbound()["queued"] == 0, "not due yet"
+
+    type(message).objects.filter(pk=message.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=10), updated_at=timezone.now() - timedelta(seconds=10)
+    )
+    assert reconcile_outbound()["queued"] == 1
+    assert redis_server.client().llen("send") == 1

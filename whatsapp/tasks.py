@@ -21,9 +21,12 @@ log = logging.getLogger("whatsapp.tasks")
 def send_message(self, message_id: int) -> None:
     decision = delivery.deliver(message_id)
     if decision.retry_in is not None:
-        # Celery's own retry; the policy counts attempts in the database and keeps the
-        # countdown below the broker's visibility timeout.
-        raise self.retry(countdown=decision.retry_in)
+        # Celery's own retry; the policy counts attempts in the database. A countdown
+        # longer than the broker's visibility timeout would be delivered twice, so a long
+        # wait (a far pacing slot, a Retry-After) is left to the database: the message
+        # keeps its next_attempt_at and the reconciler re-drives it when it is due.
+        if decision.retry_in <= settings.CELERY_VISIBILITY_TIMEOUT / 4:
+            raise self.retry(countdown=decision.retry_in)
 
 
 @shared_task(acks_late=True)
