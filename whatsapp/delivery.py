@@ -120,12 +120,13 @@ def _deliver_claimed(message: Message) -> Decision:
     if not providers:
         return _dead(message, DeadLetter.Reason.NO_PROVIDER, "the tenant has no provider enabled")
 
-    unresolved = _resolve_unfinished_attempts(message)
+    # Split to the smallest limit of the tenant's providers, so that a failover mid-answer
+    # continues with the same parts.
+    parts = split_text(message.body, min(get_provider(name).max_body for name in providers))
+    unresolved = _resolve_unfinished_attempts(message, parts)
     if unresolved is not None:
         return unresolved
 
-    limit = min(get_provider(name).max_body for name in providers)
-    parts = split_text(message.body, limit)
     if message.parts_sent >= len(parts):
         return _finish_sent(message)
 
@@ -171,14 +172,7 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
 
     while message.parts_sent < len(parts):
         index = message.parts_sent
-        part = OutgoingPart(
-            message=message,
-            to=message.contact.phone,
-            text=parts[index],
-            key=f"{message.idempotency_key}:{index}",
-            template_sid=template or "",
-            template_variables=message.tenant.twilio_template_variables if template else {},
-        )
+        part = _outgoing(message, parts, index, template or "")
         with transaction.atomic():  # one commit: the trace of the attempt and its count
             attempt = DeliveryAttempt.objects.create(
                 message=message, provider=provider.name, outcome=Outcome.STARTED, part=index,
@@ -292,19 +286,25 @@ def _resolve(message, attempt, provider, part) -> str:
     return "not_sent"
 
 
-def _resolve_unfinished_attempts(message: Message) -> Decision | None:
+def _outgoing(message: Message, parts: list[str], index: int, template_sid: str) -> OutgoingPart:
+    """Part `index` of the answer, with its idempotency key (a template replaces the text)."""
+    return OutgoingPart(
+        message=message,
+        to=message.contact.phone,
+        text=parts[index] if index < len(parts) else "",
+        key=f"{message.idempotency_key}:{index}",
+        template_sid=template_sid,
+        template_variables=message.tenant.twilio_template_variables if template_sid else {},
+    )
+
+
+def _resolve_unfinished_attempts(message: Message, parts: list[str]) -> Decision | None:
     """An attempt left "started" (the worker died mid-call) or "ambiguous" must be
     resolved before anything is sent again."""
     pending = list(message.attempts.filter(outcome__in=[Outcome.STARTED, Outcome.AMBIGUOUS]).order_by("started_at"))
     for attempt in pending:
         provider = get_provider(attempt.provider)
-        parts = split_text(message.body, min(get_provider(n).max_body for n in message.tenant.provider_order()))
-        text = parts[attempt.part] if attempt.part < len(parts) else ""
-        part = OutgoingPart(
-            message=message, to=message.contact.phone, text=text, key=f"{message.idempotency_key}:{attempt.part}",
-            template_sid=attempt.template_sid,
-            template_variables=message.tenant.twilio_template_variables if attempt.template_sid else {},
-        )
+        part = _outgoing(message, parts, attempt.part, attempt.template_sid)
         if attempt.outcome == Outcome.STARTED:
             attempt.outcome = Outcome.AMBIGUOUS
             attempt.error = "worker stopped during the provider call"

@@ -115,26 +115,25 @@ def _start(state: SessionState) -> None:
 
 @shared_task(acks_late=True)
 def stop(tenant_slug: str) -> None:
-    with log_context(tenant=tenant_slug):
-        state = _state(tenant_slug)
-        state.desired = "stopped"
-        state.next_reconnect_at = None
-        state.save()
-        log.info("session stop requested")
-        _stop(state, logout=False)
+    _stop_requested(tenant_slug, logout=False)
 
 
 @shared_task(acks_late=True)
 def logout(tenant_slug: str) -> None:
     """Unlink the device: the sidecar logs out and deletes the credentials; the next start
     shows a new QR."""
+    _stop_requested(tenant_slug, logout=True)
+
+
+def _stop_requested(tenant_slug: str, logout: bool) -> None:
+    """Staff want the session down: no reconnect until someone starts it again."""
     with log_context(tenant=tenant_slug):
         state = _state(tenant_slug)
         state.desired = "stopped"
         state.next_reconnect_at = None
         state.save()
-        log.info("session logout requested")
-        _stop(state, logout=True)
+        log.info("session %s requested", "logout" if logout else "stop")
+        _stop(state, logout=logout)
 
 
 def _stop(state: SessionState, logout: bool) -> None:
