@@ -32,6 +32,17 @@ export class AckTracker {
   constructor() {
     this.seen = new Map(); // messageId -> highest status seen (ERROR sticks)
     this.waiters = new Map(); // messageId -> Set<resolve>
+    this.keys = new Map(); // messageId -> idempotency key, known before the store has it
+  }
+
+  /** Remember which key a just-written message belongs to (receipts may beat the store write). */
+  bind(messageId, key) {
+    this.keys.set(messageId, key);
+    if (this.keys.size > REMEMBERED) this.keys.delete(this.keys.keys().next().value);
+  }
+
+  keyFor(messageId) {
+    return this.keys.get(messageId) ?? null;
   }
 
   note(messageId, status) {

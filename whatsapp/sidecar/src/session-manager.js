@@ -416,6 +416,7 @@ export class SessionManager {
           // If the socket answers after all, the message id is kept; its server ack then
           // decides the outcome (never re-sent either way).
           sendPromise.then(async (late) => {
+            s.acks.bind(late.messageId, key);
             await this.idem.transition(tenant, key, ['unknown'], { messageId: late.messageId, late: true });
             this.logger.warn({ tenant, idempotencyKey: key, messageId: late.messageId, durationMs: Date.now() - started }, 'send_late_written');
             await this._applyAck(s, late.messageId, key);
@@ -438,6 +439,7 @@ export class SessionManager {
   async _awaitServerAck(s, { key, fp, toHash, messageId, started }) {
     const tenant = s.tenant;
     const base = { key, fp, toHash, messageId };
+    s.acks.bind(messageId, key);
     // The id is on disk before the wait, so a late ack or error can still settle the key.
     await this.idem.record(tenant, { ...base, outcome: 'pending', written: true });
     const acked = await s.acks.wait(messageId, this.config.ackTimeoutMs);
@@ -463,7 +465,7 @@ export class SessionManager {
   async _applyAck(s, messageId, key) {
     const settledAs = s.acks.settled(messageId);
     if (settledAs === null) return;
-    const k = key ?? await this.idem.keyForMessageId(s.tenant, messageId);
+    const k = key ?? s.acks.keyFor(messageId) ?? await this.idem.keyForMessageId(s.tenant, messageId);
     if (!k) return;
     const patch = settledAs ? { outcome: 'sent', error: undefined, ackedLate: true } : { outcome: 'failed', error: 'WhatsApp answered the message with an error status' };
     const rec = await this.idem.transition(s.tenant, k, ['unknown'], patch);
@@ -501,7 +503,7 @@ export class SessionManager {
     }
     for (const r of receiptUpdates(updates)) {
       (async () => {
-        const idempotencyKey = await this.idem.keyForMessageId(s.tenant, r.messageId);
+        const idempotencyKey = s.acks.keyFor(r.messageId) ?? await this.idem.keyForMessageId(s.tenant, r.messageId);
         await this.spool.enqueue(s.tenant, 'status', {
           tenant: s.tenant, messageId: r.messageId, idempotencyKey, status: r.status, timestamp: Math.floor(Date.now() / 1000),
         });

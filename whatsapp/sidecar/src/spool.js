@@ -29,14 +29,14 @@ export function mayHealLater(status) {
 
 /** Django's `{"error", "detail"}` answer as one line, bounded. */
 function describeRefusal(status, text) {
-  let detail = text;
+  let detail = text ? `HTTP ${status}: ${text}` : `HTTP ${status}`;
   try {
     const body = JSON.parse(text);
-    if (body && typeof body === 'object' && body.error) detail = body.detail ? `${body.error}: ${body.detail}` : String(body.error);
+    if (body && typeof body === 'object') detail = body.error ? `${body.error}: ${body.detail ?? ''}` : `HTTP ${status}`;
   } catch {
     // not JSON: keep the text
   }
-  return (detail || `HTTP ${status}`).slice(0, ERROR_CHARS);
+  return detail.slice(0, ERROR_CHARS);
 }
 
 export class WebhookSpool {
