@@ -71,6 +71,11 @@ if TRUST_PROXY_HEADERS:
 
 # Webhook bodies larger than this are refused with 413 before parsing.
 WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=64 * 1024)
+# WhatsApp allows a text of 65,536 characters; the sidecar's JSON of one can take up to
+# 6 bytes a character (a control character escaped as \uXXXX), so its webhook has its own,
+# larger limit. Twilio's stays at WEBHOOK_MAX_BYTES (its bodies are at most 1,600 characters).
+WHATSAPP_MAX_TEXT = 65_536
+SIDECAR_WEBHOOK_MAX_BYTES = env.int("SIDECAR_WEBHOOK_MAX_BYTES", default=512 * 1024)
 # The Baileys sidecar signs inbound webhooks with this secret (HMAC-SHA256).
 SIDECAR_WEBHOOK_SECRET = env_secret("SIDECAR_WEBHOOK_SECRET", default="dev-sidecar-webhook-secret")
 SIDECAR_WEBHOOK_MAX_AGE = env.int("SIDECAR_WEBHOOK_MAX_AGE", default=300)
@@ -206,7 +211,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # Outside production the admin's files are served straight from the apps, collected or not.
 WHITENOISE_USE_FINDERS = not PRODUCTION
-DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BYTES * 4
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(WEBHOOK_MAX_BYTES * 4, SIDECAR_WEBHOOK_MAX_BYTES)
 
 REST_FRAMEWORK = {
     # Webhooks authenticate by signature, not by session or token.

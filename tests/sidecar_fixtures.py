@@ -44,6 +44,17 @@ class Sandbox:
         response = self.http.post(f"{self.base}/sandbox/{tenant}/disconnect", json={"code": code}, timeout=5)
         assert response.status_code == 200, response.text
 
+    def behavior(self, tenant: str, **patch) -> dict:
+        response = self.http.post(f"{self.base}/sandbox/{tenant}/behavior", json=patch, timeout=5)
+        assert response.status_code == 200, response.text
+        return response.json()["behavior"]
+
+    def release_acks(self, tenant: str, status: str = "server") -> list[str]:
+        """WhatsApp's server ack (or error) for the sends whose ack the sandbox withheld."""
+        response = self.http.post(f"{self.base}/sandbox/{tenant}/acks", json={"status": status}, timeout=5)
+        assert response.status_code == 200, response.text
+        return response.json()["released"]
+
     def sent(self, tenant: str) -> list[dict]:
         return self.http.get(f"{self.base}/sandbox/{tenant}/sent", timeout=5).json()["sent"]
 

@@ -417,7 +417,7 @@ def test_signed_bodies_that_are_not_json_objects_are_refused_with_400_and_nothin
 )
 @FUZZ
 def _oversized_or_wrong_type_sidecar(probe, path, size, content_type):
-    big = json.dumps(a_message(text="x" * (django_settings.WEBHOOK_MAX_BYTES + size))).encode()
+    big = json.dumps(a_message(text="x" * (django_settings.SIDECAR_WEBHOOK_MAX_BYTES + size))).encode()
     small = json.dumps(a_message()).encode()
     # Correctly signed, but too large (as JSON), or of the wrong content type.
     too_large = probe.post(path, big, "application/json", **signed(big))

@@ -48,6 +48,10 @@ class Webhook(APIView):
     provider = ""
     content_type = ""
 
+    @property
+    def max_bytes(self) -> int:
+        return settings.WEBHOOK_MAX_BYTES
+
     def post(self, request, tenant: str):
         started = time.perf_counter()
         try:
@@ -61,8 +65,8 @@ class Webhook(APIView):
     def _checked(self, request, slug: str):
         length = request.META.get("CONTENT_LENGTH") or "0"
         # isdigit() alone admits "²" and other Unicode digits that int() refuses.
-        if not (length.isascii() and length.isdigit()) or int(length) > settings.WEBHOOK_MAX_BYTES:
-            raise WebhookError(413, "too_large", f"body larger than {settings.WEBHOOK_MAX_BYTES} bytes")
+        if not (length.isascii() and length.isdigit()) or int(length) > self.max_bytes:
+            raise WebhookError(413, "too_large", f"body larger than {self.max_bytes} bytes")
         # PostgreSQL refuses a NUL in a query parameter (a "%00" in the URL).
         tenant = Tenant.objects.filter(slug=slug).first() if "\x00" not in slug else None
         if tenant is None:
@@ -147,6 +151,11 @@ class SidecarWebhook(Webhook):
     provider = Provider.BAILEYS
     content_type = "application/json"
 
+    @property
+    def max_bytes(self) -> int:
+        # Sized for the longest WhatsApp text: a refusal here would lose the message.
+        return settings.SIDECAR_WEBHOOK_MAX_BYTES
+
     def payload(self, request) -> dict:
         body = request.body
         problem = sidecar_signature_problem(request, body)
@@ -192,7 +201,7 @@ class BaileysInbound(SidecarWebhook):
         media_type = self.text_field(data, "type", required=False, limit=20) or "text"
         if media_type != "text" and media_type not in MEDIA_TYPES:
             media_type = "media"
-        text = self.text_field(data, "text", required=media_type == "text")
+        text = self.text_field(data, "text", required=media_type == "text", limit=settings.WHATSAPP_MAX_TEXT)
         _, created = accept_inbound(
             Inbound(
                 tenant=tenant,

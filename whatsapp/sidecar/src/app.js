@@ -9,7 +9,8 @@ import { ConnectionMarks } from './connection-marks.js';
 import { contactJids, eraseContact } from './privacy.js';
 
 export const TENANT_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-const MAX_BODY = 64 * 1024;
+// Room for the longest WhatsApp text (65,536 characters) as JSON, in the sandbox's inbound control too.
+const MAX_BODY = 512 * 1024;
 const MAX_TEXT = 4096;
 const MAX_KEY = 200;
 
