@@ -376,11 +376,12 @@ def providers_left(message: Message) -> list[str]:
 
 
 def fail_after_acceptance(message: Message, provider: str, provider_message_id: str, part: int | None,
-                          code: str, reason: str) -> bool:
+                          code: str, reason: str) -> bool | None:
     """A provider accepted part of this reply, then reported it failed or undelivered.
     That provider is not tried again for this reply: the next provider of the tenant
     sends it from that part on, or, with none left, it becomes a dead letter with the
-    provider's reason. Returns whether the message moved."""
+    provider's reason. Returns whether the message moved; None when no accepted attempt
+    of that provider matches (nothing to fail over from)."""
     from whatsapp.tasks import send_message
 
     with transaction.atomic():
@@ -389,7 +390,7 @@ def fail_after_acceptance(message: Message, provider: str, provider_message_id: 
             part=part)
         failed = list(accepted.values_list("pk", "part"))
         if not failed:
-            return False  # already handled (a re-delivered receipt) or not an attempt of ours
+            return None
         DeliveryAttempt.objects.filter(pk__in=[pk for pk, _ in failed]).update(
             outcome=Outcome.FAILED, error_code=str(code)[:20], error=reason[:2000]
         )

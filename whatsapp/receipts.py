@@ -95,8 +95,10 @@ def apply_receipt(message: Message, provider_status: str, error_code: str = "", 
         return False  # queued/accepted/sending: nothing we do not already know
     if new_status in FAILURES and message.status == Status.SENT:
         reason = failure_reason(provider, provider_status, error_code)
-        return delivery.fail_after_acceptance(message, provider, provider_message_id,
-                                              key_part(idempotency_key), str(error_code or ""), reason)
+        handled = delivery.fail_after_acceptance(message, provider, provider_message_id,
+                                                 key_part(idempotency_key), str(error_code or ""), reason)
+        if handled is not None:
+            return handled
     fields = {}
     if new_status in TIMESTAMP_FIELD:
         fields[TIMESTAMP_FIELD[new_status]] = timezone.now()

@@ -51,7 +51,7 @@ from tests.fakes.base import FakeServer, JsonHandler
 MAX_PAGE_SIZE = 1000  # Twilio's documented maximum
 DEFAULT_PAGE_SIZE = 50
 # Kept on the stored message but not part of Twilio's Message resource.
-PRIVATE_FIELDS = {"content_sid", "content_variables", "status_callback"}
+PRIVATE_FIELDS = {"content_sid", "content_variables", "status_callback", "posted_body"}
 
 
 @dataclass
@@ -150,6 +150,7 @@ class FakeTwilio(FakeServer):
             "to": form.get("To", ""),
             "from": form.get("From", ""),
             "body": body,
+            "posted_body": form.get("Body", ""),  # what the client sent as Body (empty for a template)
             "content_sid": form.get("ContentSid"),
             "content_variables": form.get("ContentVariables"),
             "status": "queued",
