@@ -118,6 +118,9 @@ def _deliver_claimed(message: Message) -> Decision:
         return _dead(message, DeadLetter.Reason.DEADLINE, message.last_error or "delivery deadline passed")
     providers = providers_left(message)
     if not providers:
+        failed = _cycle_attempts(message).filter(outcome=Outcome.FAILED).order_by("-started_at").first()
+        if failed:
+            return _dead(message, DeadLetter.Reason.UNDELIVERED, failed.error)
         return _dead(message, DeadLetter.Reason.NO_PROVIDER, "the tenant has no provider enabled")
 
     # Split to the smallest limit of the tenant's providers, so that a failover mid-answer

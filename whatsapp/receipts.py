@@ -55,7 +55,7 @@ def failure_reason(provider: str, provider_status: str, error_code: str) -> str:
 
 
 def settle_pending_attempt(message: Message, provider: str, provider_message_id: str, part: int | None,
-                           provider_status: str) -> bool:
+                           provider_status: str, error_code: str = "") -> bool:
     """The part's attempt is pending (the worker died, or the provider's answer was lost):
     a receipt for it proves the provider has the message. Conditional UPDATE, so the
     worker that holds the claim and this receipt cannot both write an outcome."""
@@ -73,7 +73,8 @@ def settle_pending_attempt(message: Message, provider: str, provider_message_id:
     failed = PROVIDER_STATUS.get(provider_status) in FAILURES
     settled = DeliveryAttempt.objects.filter(pk=pending, outcome__in=[Outcome.STARTED, Outcome.AMBIGUOUS]).update(
         outcome=Outcome.FAILED if failed else Outcome.ACCEPTED, provider_message_id=provider_message_id,
-        error=f"settled by a {provider_status} receipt",
+        error=failure_reason(provider, provider_status, error_code) if failed
+        else f"settled by a {provider_status} receipt", error_code=str(error_code or "")[:20],
     )
     if settled:
         log.info("pending attempt settled by a %s receipt", provider_status,
@@ -90,7 +91,7 @@ def apply_receipt(message: Message, provider_status: str, error_code: str = "", 
         # The sending worker owns the message (more parts may follow). A receipt only
         # settles the attempt of its own part, which the worker then takes as accepted.
         return settle_pending_attempt(message, provider, provider_message_id, key_part(idempotency_key),
-                                      provider_status)
+                                      provider_status, error_code)
     if new_status is None:
         return False  # queued/accepted/sending: nothing we do not already know
     if new_status in FAILURES and message.status == Status.SENT:
