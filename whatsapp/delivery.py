@@ -397,23 +397,26 @@ def fail_after_acceptance(message: Message, provider: str, provider_message_id: 
         DeliveryAttempt.objects.filter(pk__in=[pk for pk, _ in failed]).update(
             outcome=Outcome.FAILED, error_code=str(code)[:20], error=reason[:2000]
         )
-        metrics.REPLIES.labels(provider=provider, outcome="failed").inc()
-        left = providers_left(message)
-        if not left:
+        if providers_left(message):
+            now = timezone.now()
+            moved = message.move_to(
+                Status.QUEUED, parts_sent=min(p for _, p in failed), provider_message_id=None, lease_until=None,
+                next_attempt_at=None, last_error=reason[:2000], error_code=str(code)[:20],
+                deadline_at=now + timedelta(seconds=settings.SEND_DEADLINE_SECONDS),
+            )
+        else:
             _dead(message, DeadLetter.Reason.UNDELIVERED, reason)
-            return True
-        now = timezone.now()
-        moved = message.move_to(
-            Status.QUEUED, parts_sent=min(p for _, p in failed), provider_message_id=None, lease_until=None,
-            next_attempt_at=None, last_error=reason[:2000], error_code=str(code)[:20],
-            deadline_at=now + timedelta(seconds=settings.SEND_DEADLINE_SECONDS),
-        )
-        if moved:
-            metrics.FAILOVERS.labels(from_provider=provider).inc()
-            log.warning("failing over after a failure receipt from %s: %s", provider, reason,
-                        extra={"provider": provider, "message_id": message.pk})
-            transaction.on_commit(lambda: send_message.delay(message.pk))
-    return moved
+            moved = message.status == Status.DEAD
+        if not moved:
+            transaction.set_rollback(True)  # another receipt moved it first: leave everything as it was
+            return False
+    metrics.REPLIES.labels(provider=provider, outcome="failed").inc()
+    if message.status == Status.QUEUED:
+        metrics.FAILOVERS.labels(from_provider=provider).inc()
+        log.warning("failing over after a failure receipt from %s: %s", provider, reason,
+                    extra={"provider": provider, "message_id": message.pk})
+        transaction.on_commit(lambda: send_message.delay(message.pk))
+    return True
 
 
 def _finish_sent(message: Message) -> Decision:
