@@ -68,6 +68,7 @@ class Faults:
     delay_seconds: float = 0.0
     error_rate: float = 0.0  # share of sends answered 503 (chaos runs)
     hang_rate: float = 0.0  # share of sends that hang until hang_seconds (chaos runs)
+    accept_then_hang_rate: float = 0.0  # share of sends stored, then never answered (chaos runs)
     # Lifecycle after acceptance.
     queued_seconds: float = 0.0  # how long a created message stays queued (date_sent null)
     callback_delay_seconds: float = 0.0  # each status callback is posted this long after its change
@@ -135,6 +136,8 @@ class FakeTwilio(FakeServer):
                 return "error", (400, 63016)
             if f.accept_then_hang_next > 0:
                 f.accept_then_hang_next -= 1
+                return "accept_then_hang", None
+            if f.accept_then_hang_rate and random.random() < f.accept_then_hang_rate:
                 return "accept_then_hang", None
             return "ok", None
 
