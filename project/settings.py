@@ -60,6 +60,12 @@ TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
 TWILIO_READ_TIMEOUT = env.float("TWILIO_READ_TIMEOUT", default=10.0)
 # Twilio's limit for one WhatsApp message body.
 TWILIO_MAX_BODY = env.int("TWILIO_MAX_BODY", default=1600)
+# Resolving an unknown outcome compares Twilio's date_created with our attempt's start:
+# this margin makes a few minutes of clock skew between us and Twilio harmless.
+TWILIO_LOOKUP_SKEW_SECONDS = env.int("TWILIO_LOOKUP_SKEW_SECONDS", default=600)
+# At most this many of the newest messages to one customer are read to find a lost send;
+# when there are more and none matches, the outcome stays unknown (never "not sent").
+TWILIO_LOOKUP_SCAN = env.int("TWILIO_LOOKUP_SCAN", default=200)
 
 # The public https base URL that Twilio calls (and signs). Empty: use the request's own
 # URL, which honours X-Forwarded-Proto/Host only when TRUST_PROXY_HEADERS is on.

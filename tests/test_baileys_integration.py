@@ -151,7 +151,8 @@ def test_a_logged_out_session_stops_sending_and_the_reply_fails_over_to_twilio(
     assert response.status_code == 200
     sent = wait_for(lambda: twilio.sent_to("+15551234567"), 20, message="the reply at Twilio")
     assert sent[0]["body"] == "We are open 8-18, Sunday to Friday."
-    reply = Message.objects.get(direction=Direction.OUTBOUND)
+    # Twilio stores the message before it answers: wait for the worker to record it.
+    reply = wait_for(lambda: Message.objects.filter(direction=Direction.OUTBOUND, status="sent").first(), 10)
     assert reply.provider == "twilio"
     outcomes = list(DeliveryAttempt.objects.filter(message=reply).values_list("provider", "outcome"))
     assert outcomes == [("baileys", "skipped"), ("twilio", "accepted")]

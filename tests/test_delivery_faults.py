@@ -103,7 +103,7 @@ def test_outside_the_24_hour_window_the_configured_template_is_sent(tenant, twil
     sent = twilio.sent_to(PHONE)
     assert len(sent) == 1
     assert sent[0]["content_sid"] == tenant.twilio_template_sid
-    assert sent[0]["body"] == ""
+    assert sent[0]["posted_body"] == ""
 
 
 def test_outside_the_window_without_a_template_it_dead_letters_with_that_reason(tenant, twilio):

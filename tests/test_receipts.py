@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import post_twilio
 from tests.delivery_helpers import make_reply
-from whatsapp.models import TRANSITIONS, Message, Status
+from whatsapp.models import TRANSITIONS, DeadLetter, Message, Status
 from whatsapp.signatures import sidecar_signature
 
 pytestmark = pytest.mark.django_db
@@ -48,13 +48,84 @@ def test_a_late_or_reordered_callback_never_moves_a_status_backwards(client, sen
     assert sent_reply.status == Status.READ
 
 
-def test_a_failure_after_sent_is_recorded_with_its_code_and_not_resent(client, sent_reply, redis_server):
+def test_an_undelivered_receipt_after_acceptance_dead_letters_the_reply_with_the_reason(client, sent_reply,
+                                                                                         redis_server):
+    """Twilio took the reply, then could not deliver it (63024) and no provider is left:
+    staff see a dead letter that says why, and the reply no longer counts as sent."""
+    sent_reply.attempts.create(provider="twilio", outcome="accepted", part=0, provider_message_id="SMabc")
     response = callback(client, "undelivered", error_code="63024")
-    assert response.json()["status"] == "undelivered"
+    assert response.status_code == 200 and response.json()["applied"] is True
     sent_reply.refresh_from_db()
-    assert sent_reply.error_code == "63024"
-    assert sent_reply.attempts.count() == 0
+    assert sent_reply.status == Status.DEAD
+    letter = DeadLetter.objects.get(message=sent_reply, resolved_at__isnull=True)
+    assert letter.reason == DeadLetter.Reason.UNDELIVERED
+    assert "63024" in letter.last_error and "invalid message recipient" in letter.last_error
+    assert sent_reply.attempts.get().outcome == "failed"
     assert redis_server.client().llen("send") == 0
+    # Twilio repeating the same callback changes nothing.
+    assert callback(client, "undelivered", error_code="63024").json()["applied"] is False
+    assert DeadLetter.objects.filter(message=sent_reply).count() == 1
+
+
+def test_a_failure_after_the_customer_had_it_is_recorded_and_not_resent(client, sent_reply, redis_server):
+    sent_reply.attempts.create(provider="twilio", outcome="accepted", part=0, provider_message_id="SMabc")
+    callback(client, "delivered")
+    response = callback(client, "failed", error_code="30008")
+    assert response.json()["status"] == "failed"
+    sent_reply.refresh_from_db()
+    assert sent_reply.error_code == "30008"
+    assert list(sent_reply.attempts.values_list("outcome", flat=True)) == ["accepted"]
+    assert not DeadLetter.objects.filter(message=sent_reply).exists()
+    assert redis_server.client().llen("send") == 0
+
+
+def test_a_failed_ack_from_the_sidecar_fails_over_to_twilio_which_sends_it_once(
+        client, tenant, twilio, settings, redis_server, django_capture_on_commit_callbacks):
+    """WhatsApp Web took the reply, then reported an error status: Twilio (the next
+    provider) sends it, and the session is not tried again for this reply."""
+    from tests.delivery_helpers import drive, outcomes
+
+    tenant.baileys_enabled = True
+    tenant.save()
+    message = make_reply(tenant)
+    Message.objects.filter(pk=message.pk).update(status=Status.SENT, provider="baileys", provider_message_id="3EB0F",
+                                                 parts_sent=1)
+    message.attempts.create(provider="baileys", outcome="accepted", part=0, provider_message_id="3EB0F")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = sidecar_ack(client, settings, message, "3EB0F", "failed")
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+    assert redis_server.client().llen("send") == 1, "the failover is enqueued at once"
+
+    message = drive(message)
+    assert (message.status, message.provider) == (Status.SENT, "twilio")
+    assert outcomes(message) == [("baileys", "failed"), ("twilio", "accepted")]
+    assert len(twilio.sent_to(message.contact.phone)) == 1
+    assert message.provider_message_id == twilio.sent_to(message.contact.phone)[0]["sid"]
+
+
+def test_receipt_handling_takes_the_same_few_queries_however_many_attempts_are_stored(
+        client, sent_reply, django_assert_max_num_queries):
+    from whatsapp.models import DeliveryAttempt
+
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(message=sent_reply, provider="twilio", outcome="accepted", part=i, provider_message_id=f"SM{i}")
+        for i in range(2, 500)
+    )
+    sent_reply.attempts.create(provider="twilio", outcome="accepted", part=1, provider_message_id="SMpart2")
+    with django_assert_max_num_queries(8):
+        assert callback(client, "delivered", sid="SMpart2").json()["status"] == "delivered"
+    with django_assert_max_num_queries(8):  # a phone-sent message: not ours
+        assert callback(client, "delivered", sid="SMfromthephone").json()["applied"] is False
+
+
+def test_attempts_are_found_by_provider_message_id_through_an_index():
+    from django.db import connection
+
+    from whatsapp.models import DeliveryAttempt
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, DeliveryAttempt._meta.db_table)
+    assert any(c["index"] and c["columns"] == ["provider_message_id"] for c in constraints.values())
 
 
 def test_an_unsigned_status_callback_is_refused(client, sent_reply):
@@ -75,16 +146,20 @@ def test_a_callback_for_a_part_of_a_split_answer_finds_its_message(client, sent_
     assert callback(client, "delivered", sid="SMpart2").json()["status"] == "delivered"
 
 
-def test_a_sidecar_ack_moves_a_baileys_reply_forward(client, tenant, settings):
-    message = make_reply(tenant)
-    Message.objects.filter(pk=message.pk).update(status=Status.SENT, provider="baileys", provider_message_id="3EB0A")
-    body = json.dumps({"tenant": "acme", "messageId": "3EB0A", "idempotencyKey": f"{message.idempotency_key}:0",
-                       "status": "delivered", "timestamp": int(time.time())}).encode()
+def sidecar_ack(client, settings, message, message_id: str, status: str):
+    body = json.dumps({"tenant": "acme", "messageId": message_id, "idempotencyKey": f"{message.idempotency_key}:0",
+                       "status": status, "timestamp": int(time.time())}).encode()
     ts = str(int(time.time()))
-    response = client.post(
+    return client.post(
         "/webhooks/baileys/acme/status/", data=body, content_type="application/json",
         HTTP_X_SIDECAR_TIMESTAMP=ts, HTTP_X_SIDECAR_SIGNATURE=sidecar_signature(settings.SIDECAR_WEBHOOK_SECRET, ts, body),
     )
+
+
+def test_a_sidecar_ack_moves_a_baileys_reply_forward(client, tenant, settings):
+    message = make_reply(tenant)
+    Message.objects.filter(pk=message.pk).update(status=Status.SENT, provider="baileys", provider_message_id="3EB0A")
+    response = sidecar_ack(client, settings, message, "3EB0A", "delivered")
     assert response.status_code == 200
     message.refresh_from_db()
     assert message.status == Status.DELIVERED

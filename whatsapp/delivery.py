@@ -116,8 +116,11 @@ def _deliver_claimed(message: Message) -> Decision:
     now = timezone.now()
     if message.deadline_at and now > message.deadline_at:
         return _dead(message, DeadLetter.Reason.DEADLINE, message.last_error or "delivery deadline passed")
-    providers = message.tenant.provider_order()
+    providers = providers_left(message)
     if not providers:
+        failed = _cycle_attempts(message).filter(outcome=Outcome.FAILED).order_by("-started_at").first()
+        if failed:
+            return _dead(message, DeadLetter.Reason.UNDELIVERED, failed.error)
         return _dead(message, DeadLetter.Reason.NO_PROVIDER, "the tenant has no provider enabled")
 
     # Split to the smallest limit of the tenant's providers, so that a failover mid-answer
@@ -196,7 +199,12 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
             outcome = {PERMANENT: Outcome.PERMANENT, AMBIGUOUS: Outcome.AMBIGUOUS}.get(exc.kind, Outcome.TRANSIENT)
             if exc.kind == UNAVAILABLE:
                 outcome = Outcome.SKIPPED
-            _finish_attempt(attempt, started, outcome, str(exc), exc.code)
+            if _finish_attempt(attempt, started, outcome, str(exc), exc.code) == Outcome.ACCEPTED:
+                # A status callback carrying this part's key settled it while we waited.
+                _part_accepted(message, provider.name, attempt.provider_message_id, template)
+                if template:
+                    break
+                continue
             if exc.kind == UNAVAILABLE:
                 return _ProviderResult("next", "not_ready", str(exc))
             if exc.kind == AMBIGUOUS:
@@ -205,6 +213,8 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
                     continue
                 if resolved == "unknown":
                     return _ProviderResult("retry", DeadLetter.Reason.AMBIGUOUS, str(exc), 5.0)
+                if resolved == "failed":
+                    return _ProviderResult("next", DeadLetter.Reason.UNDELIVERED, attempt.error)
                 # Certainly not sent: an ordinary transient failure.
             if exc.permanent:
                 if exc.code == WINDOW_CLOSED_CODE and provider.name == Provider.TWILIO and not template:
@@ -218,7 +228,9 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
             retry_in = exc.retry_after or backoff_countdown(transient_so_far)
             return _ProviderResult("retry", DeadLetter.Reason.EXHAUSTED, str(exc), retry_in)
         with transaction.atomic():
-            _finish_attempt(attempt, started, Outcome.ACCEPTED, provider_id=provider_id)
+            if _finish_attempt(attempt, started, Outcome.ACCEPTED, provider_id=provider_id) == Outcome.FAILED:
+                # Its failure receipt came before the answer: this provider cannot deliver it.
+                return _ProviderResult("next", DeadLetter.Reason.UNDELIVERED, attempt.error)
             _part_accepted(message, provider.name, provider_id, template)
         if template:
             break  # a template replaces the whole answer
@@ -251,39 +263,51 @@ def _part_accepted(message: Message, provider: str, provider_id: str, template: 
     log.info("attempt accepted", extra={"provider": provider, "part": message.parts_sent - 1})
 
 
-def _finish_attempt(attempt, started, outcome, error="", code="", provider_id="") -> None:
+def _finish_attempt(attempt, started, outcome, error="", code="", provider_id="") -> str:
+    """Record the outcome of a started attempt and return the outcome it ends with: a
+    status callback carrying the part's key may have settled it first (conditional
+    UPDATE), and then that one stands."""
     attempt.duration_ms = int((time.monotonic() - started) * 1000)
-    attempt.outcome = outcome
-    attempt.error = error[:2000]
-    attempt.error_code = str(code)[:20]
-    attempt.provider_message_id = provider_id or ""
-    attempt.save(update_fields=["duration_ms", "outcome", "error", "error_code", "provider_message_id"])
+    fields = {"duration_ms": attempt.duration_ms, "outcome": outcome, "error": error[:2000],
+              "error_code": str(code)[:20], "provider_message_id": provider_id or ""}
+    if not DeliveryAttempt.objects.filter(pk=attempt.pk, outcome=Outcome.STARTED).update(**fields):
+        attempt.refresh_from_db(fields=["outcome", "provider_message_id", "error", "error_code"])
+        log.info("attempt already settled by a receipt: %s", attempt.outcome, extra={"provider": attempt.provider})
+        return attempt.outcome
+    for key, value in fields.items():
+        setattr(attempt, key, value)
     metrics.ATTEMPTS.labels(provider=attempt.provider, outcome=outcome).inc()
     log.info(
         "attempt finished: %s",
         outcome,
         extra={"provider": attempt.provider, "duration_ms": attempt.duration_ms, "error_code": attempt.error_code},
     )
+    return outcome
 
 
 def _resolve(message, attempt, provider, part) -> str:
-    """Ask the provider what became of this part: "sent", "not_sent" or "unknown"."""
+    """Ask the provider what became of this part: "sent", "not_sent", "failed" (its
+    failure receipt came first) or "unknown". A status callback that carries the part's
+    key may settle the attempt meanwhile; every write here is conditional on the attempt
+    still being ambiguous, and a receipt's verdict wins."""
     try:
         provider_id = provider.lookup(part, attempt.started_at - timedelta(seconds=5))
     except ProviderError as exc:
         log.warning("could not resolve an unknown outcome yet: %s", exc, extra={"provider": provider.name})
         return "unknown"
+    pending = DeliveryAttempt.objects.filter(pk=attempt.pk, outcome=Outcome.AMBIGUOUS)
     if provider_id:
-        attempt.outcome = Outcome.ACCEPTED
-        attempt.provider_message_id = provider_id
-        attempt.error += " (resolved: it was sent)"
-        attempt.save(update_fields=["outcome", "provider_message_id", "error"])
-        _part_accepted(message, provider.name, provider_id, part.template_sid or None)
+        written = pending.update(outcome=Outcome.ACCEPTED, provider_message_id=provider_id,
+                                 error=attempt.error + " (resolved: it was sent)")
+    else:
+        written = pending.update(outcome=Outcome.TRANSIENT, error=attempt.error + " (resolved: it was not sent)")
+    attempt.refresh_from_db(fields=["outcome", "provider_message_id", "error", "error_code"])
+    if not written:
+        log.info("unknown outcome settled by a receipt: %s", attempt.outcome, extra={"provider": provider.name})
+    if attempt.outcome == Outcome.ACCEPTED:
+        _part_accepted(message, provider.name, attempt.provider_message_id, part.template_sid or None)
         return "sent"
-    attempt.outcome = Outcome.TRANSIENT
-    attempt.error += " (resolved: it was not sent)"
-    attempt.save(update_fields=["outcome", "error"])
-    return "not_sent"
+    return "failed" if attempt.outcome == Outcome.FAILED else "not_sent"
 
 
 def _outgoing(message: Message, parts: list[str], index: int, template_sid: str) -> OutgoingPart:
@@ -301,14 +325,20 @@ def _outgoing(message: Message, parts: list[str], index: int, template_sid: str)
 def _resolve_unfinished_attempts(message: Message, parts: list[str]) -> Decision | None:
     """An attempt left "started" (the worker died mid-call) or "ambiguous" must be
     resolved before anything is sent again."""
+    _adopt_settled_parts(message)
     pending = list(message.attempts.filter(outcome__in=[Outcome.STARTED, Outcome.AMBIGUOUS]).order_by("started_at"))
     for attempt in pending:
         provider = get_provider(attempt.provider)
         part = _outgoing(message, parts, attempt.part, attempt.template_sid)
         if attempt.outcome == Outcome.STARTED:
-            attempt.outcome = Outcome.AMBIGUOUS
             attempt.error = "worker stopped during the provider call"
-            attempt.save(update_fields=["outcome", "error"])
+            if DeliveryAttempt.objects.filter(pk=attempt.pk, outcome=Outcome.STARTED).update(
+                outcome=Outcome.AMBIGUOUS, error=attempt.error
+            ):
+                attempt.outcome = Outcome.AMBIGUOUS
+            else:
+                _adopt_settled_parts(message)  # a receipt settled it just now
+                continue
         if attempt.part < message.parts_sent:
             attempt.outcome = Outcome.ACCEPTED
             attempt.save(update_fields=["outcome"])
@@ -322,6 +352,71 @@ def _resolve_unfinished_attempts(message: Message, parts: list[str]) -> Decision
                 )
             return _schedule_retry(message, _ProviderResult("retry", "ambiguous", "resolving", 5.0))
     return None
+
+
+def _cycle_attempts(message: Message):
+    return message.attempts.filter(started_at__gte=message.cycle_started_at or message.created_at)
+
+
+def _adopt_settled_parts(message: Message) -> None:
+    """A status callback that carried a part's key settled its pending attempt as
+    accepted (the provider has the part); count the part as sent, so it is not sent again."""
+    settled = {
+        a.part: a for a in _cycle_attempts(message).filter(outcome=Outcome.ACCEPTED, part__gte=message.parts_sent)
+    }
+    while message.parts_sent in settled:
+        attempt = settled[message.parts_sent]
+        _part_accepted(message, attempt.provider, attempt.provider_message_id, attempt.template_sid or None)
+        if attempt.template_sid:
+            break
+
+
+def providers_left(message: Message) -> list[str]:
+    """The tenant's providers in order, less those that reported a failure after they
+    had accepted part of this reply in this cycle: they are not tried again for it."""
+    failed = set(_cycle_attempts(message).filter(outcome=Outcome.FAILED).values_list("provider", flat=True))
+    return [name for name in message.tenant.provider_order() if name not in failed]
+
+
+def fail_after_acceptance(message: Message, provider: str, provider_message_id: str, part: int | None,
+                          code: str, reason: str) -> bool | None:
+    """A provider accepted part of this reply, then reported it failed or undelivered.
+    That provider is not tried again for this reply: the next provider of the tenant
+    sends it from that part on, or, with none left, it becomes a dead letter with the
+    provider's reason. Returns whether the message moved; None when no accepted attempt
+    of that provider matches (nothing to fail over from)."""
+    from whatsapp.tasks import send_message
+
+    with transaction.atomic():
+        accepted = message.attempts.filter(provider=provider, outcome=Outcome.ACCEPTED)
+        accepted = accepted.filter(provider_message_id=provider_message_id) if provider_message_id else accepted.filter(
+            part=part)
+        failed = list(accepted.values_list("pk", "part"))
+        if not failed:
+            return None
+        DeliveryAttempt.objects.filter(pk__in=[pk for pk, _ in failed]).update(
+            outcome=Outcome.FAILED, error_code=str(code)[:20], error=reason[:2000]
+        )
+        if providers_left(message):
+            now = timezone.now()
+            moved = message.move_to(
+                Status.QUEUED, parts_sent=min(p for _, p in failed), provider_message_id=None, lease_until=None,
+                next_attempt_at=None, last_error=reason[:2000], error_code=str(code)[:20],
+                deadline_at=now + timedelta(seconds=settings.SEND_DEADLINE_SECONDS),
+            )
+        else:
+            _dead(message, DeadLetter.Reason.UNDELIVERED, reason)
+            moved = message.status == Status.DEAD
+        if not moved:
+            transaction.set_rollback(True)  # another receipt moved it first: leave everything as it was
+            return False
+    metrics.REPLIES.labels(provider=provider, outcome="failed").inc()
+    if message.status == Status.QUEUED:
+        metrics.FAILOVERS.labels(from_provider=provider).inc()
+        log.warning("failing over after a failure receipt from %s: %s", provider, reason,
+                    extra={"provider": provider, "message_id": message.pk})
+        transaction.on_commit(lambda: send_message.delay(message.pk))
+    return True
 
 
 def _finish_sent(message: Message) -> Decision:

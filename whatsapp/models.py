@@ -143,10 +143,12 @@ TRANSITIONS: dict[str, set[str]] = {
     # Back to queued: a retry or a lost worker; sent: a provider accepted every part.
     # Receipts do not move a message that is still sending (more parts may follow).
     Status.SENDING: {Status.QUEUED, Status.SENT, Status.DEAD},
-    Status.SENT: {Status.DELIVERED, Status.READ, Status.FAILED, Status.UNDELIVERED},
+    # A failure receipt after acceptance: queued again for the next provider, or a dead
+    # letter with the provider's reason when none is left (whatsapp.receipts).
+    Status.SENT: {Status.DELIVERED, Status.READ, Status.FAILED, Status.UNDELIVERED, Status.QUEUED, Status.DEAD},
     Status.DELIVERED: {Status.READ, Status.FAILED},
     Status.READ: set(),
-    # A late failure after "sent" is recorded; it is not re-sent blindly.
+    # A failure after the customer had it (delivered/read) is recorded; it is not re-sent.
     Status.FAILED: set(),
     Status.UNDELIVERED: set(),
     # A receipt for a dead letter whose outcome was unknown proves it reached the customer.
@@ -244,6 +246,8 @@ class Outcome(models.TextChoices):
     PERMANENT = "permanent", "Permanent failure"
     AMBIGUOUS = "ambiguous", "Outcome unknown"
     SKIPPED = "skipped", "Skipped (breaker open or session not ready)"
+    # The provider accepted it, then reported it failed/undelivered (a receipt).
+    FAILED = "failed", "Failed after acceptance"
 
 
 class DeliveryAttempt(models.Model):
@@ -256,7 +260,8 @@ class DeliveryAttempt(models.Model):
     template_sid = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     error_code = models.CharField(max_length=20, blank=True)
-    provider_message_id = models.CharField(max_length=100, blank=True)
+    # Indexed: every receipt for a later part, or for an unknown outcome, is found by it.
+    provider_message_id = models.CharField(max_length=100, blank=True, db_index=True)
 
     class Meta:
         ordering = ["started_at"]
@@ -275,6 +280,7 @@ class DeadLetter(models.Model):
         AMBIGUOUS = "ambiguous", "Outcome unknown (may have been sent)"
         NO_TEMPLATE = "no_template", "24-hour window closed and no template configured"
         NO_PROVIDER = "no_provider", "No provider available"
+        UNDELIVERED = "undelivered", "Provider reported it undelivered after accepting it"
 
     class Resolution(models.TextChoices):
         REQUEUED = "requeued", "Requeued"

@@ -1,5 +1,8 @@
 """Delivery receipts (Twilio status callbacks, sidecar acks). A status never moves
-backwards; a late "failed" after "sent" is recorded, not re-sent."""
+backwards. A receipt that carries a part's key settles that part's pending attempt (the
+provider has it, so it is never sent again). A failure after the provider accepted the
+reply fails over to the next provider or dead-letters it (whatsapp.delivery); a failure
+after the customer already had it (delivered/read) is only recorded."""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ import logging
 
 from django.utils import timezone
 
-from whatsapp.models import DeadLetter, DeliveryAttempt, Message, Status
+from whatsapp import delivery
+from whatsapp.models import DeadLetter, DeliveryAttempt, Message, Outcome, Status
+from whatsapp.providers.twilio import ERROR_MEANINGS
 
 log = logging.getLogger("whatsapp.receipts")
 
@@ -19,6 +24,7 @@ PROVIDER_STATUS = {
     "undelivered": Status.UNDELIVERED,
 }
 CONFIRMS_DELIVERY = {Status.SENT, Status.DELIVERED, Status.READ}
+FAILURES = {Status.FAILED, Status.UNDELIVERED}
 TIMESTAMP_FIELD = {Status.SENT: "sent_at", Status.DELIVERED: "delivered_at", Status.READ: "read_at"}
 
 
@@ -36,21 +42,69 @@ def find_outbound(provider: str, provider_message_id: str, idempotency_key: str 
     return message
 
 
+def key_part(idempotency_key: str) -> int | None:
+    """The part index in a part's key ("<message key>:<part>")."""
+    _, _, part = (idempotency_key or "").partition(":")
+    return int(part) if part.isdecimal() and len(part) < 6 else None
+
+
+def failure_reason(provider: str, provider_status: str, error_code: str) -> str:
+    meaning = ERROR_MEANINGS.get(str(error_code), "") if provider == "twilio" else ""
+    code = f" {error_code}" if error_code else ""
+    return f"{provider}{code}: {meaning or provider_status} (reported after the provider had accepted the reply)"
+
+
+def settle_pending_attempt(message: Message, provider: str, provider_message_id: str, part: int | None,
+                           provider_status: str, error_code: str = "") -> bool:
+    """The part's attempt is pending (the worker died, or the provider's answer was lost):
+    a receipt for it proves the provider has the message. Conditional UPDATE, so the
+    worker that holds the claim and this receipt cannot both write an outcome."""
+    if part is None or not provider_message_id:
+        return False
+    if DeliveryAttempt.objects.filter(provider=provider, provider_message_id=provider_message_id).exists():
+        return False  # already known as some attempt's message
+    pending = (
+        DeliveryAttempt.objects.filter(message=message, provider=provider, part=part,
+                                       outcome__in=[Outcome.STARTED, Outcome.AMBIGUOUS])
+        .order_by("-started_at").values_list("pk", flat=True).first()
+    )
+    if pending is None:
+        return False
+    failed = PROVIDER_STATUS.get(provider_status) in FAILURES
+    settled = DeliveryAttempt.objects.filter(pk=pending, outcome__in=[Outcome.STARTED, Outcome.AMBIGUOUS]).update(
+        outcome=Outcome.FAILED if failed else Outcome.ACCEPTED, provider_message_id=provider_message_id,
+        error=failure_reason(provider, provider_status, error_code) if failed
+        else f"settled by a {provider_status} receipt", error_code=str(error_code or "")[:20],
+    )
+    if settled:
+        log.info("pending attempt settled by a %s receipt", provider_status,
+                 extra={"message_id": message.pk, "provider": provider, "part": part})
+    return bool(settled)
+
+
 def apply_receipt(message: Message, provider_status: str, error_code: str = "", provider: str = "",
-                  provider_message_id: str = "") -> bool:
+                  provider_message_id: str = "", idempotency_key: str = "") -> bool:
     """Move the message forward if that is a move forward; return whether it moved."""
-    new_status = PROVIDER_STATUS.get((provider_status or "").lower())
+    provider_status = (provider_status or "").lower()
+    new_status = PROVIDER_STATUS.get(provider_status)
+    if message.status in (Status.QUEUED, Status.SENDING):
+        # The sending worker owns the message (more parts may follow). A receipt only
+        # settles the attempt of its own part, which the worker then takes as accepted.
+        return settle_pending_attempt(message, provider, provider_message_id, key_part(idempotency_key),
+                                      provider_status, error_code)
     if new_status is None:
         return False  # queued/accepted/sending: nothing we do not already know
+    if new_status in FAILURES and message.status == Status.SENT:
+        reason = failure_reason(provider, provider_status, error_code)
+        handled = delivery.fail_after_acceptance(message, provider, provider_message_id,
+                                                 key_part(idempotency_key), str(error_code or ""), reason)
+        if handled is not None:
+            return handled
     fields = {}
     if new_status in TIMESTAMP_FIELD:
         fields[TIMESTAMP_FIELD[new_status]] = timezone.now()
     if error_code:
         fields["error_code"] = str(error_code)[:20]
-    if message.status in (Status.QUEUED, Status.SENDING):
-        # The sending worker owns the message (more parts may follow); it learns the
-        # outcome itself, from the provider's answer or by asking.
-        return False
     was_dead = message.status == Status.DEAD
     if was_dead and new_status not in CONFIRMS_DELIVERY:
         return False

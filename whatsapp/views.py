@@ -138,12 +138,13 @@ class TwilioStatus(TwilioWebhook):
     def handle(self, request, tenant):
         data = self.form(request)
         self.require(data, "MessageSid", "MessageStatus")
-        message = find_outbound(Provider.TWILIO, data["MessageSid"], request.query_params.get("key", ""))
+        key = request.query_params.get("key", "")
+        message = find_outbound(Provider.TWILIO, data["MessageSid"], key)
         if message is None or message.tenant_id != tenant.pk:
             # Not ours (or not stored yet): acknowledge so Twilio does not retry forever.
             return Response({"ok": True, "applied": False, "reason": "unknown message"})
         moved = apply_receipt(message, data["MessageStatus"], data.get("ErrorCode") or "",
-                              provider=Provider.TWILIO, provider_message_id=data["MessageSid"])
+                              provider=Provider.TWILIO, provider_message_id=data["MessageSid"], idempotency_key=key)
         return Response({"ok": True, "applied": moved, "status": message.status})
 
 
@@ -227,5 +228,7 @@ class BaileysStatus(SidecarWebhook):
         message = find_outbound(Provider.BAILEYS, message_id, key)
         if message is None or message.tenant_id != tenant.pk:
             return Response({"ok": True, "applied": False, "reason": "unknown message"})
-        moved = apply_receipt(message, new_status, provider=Provider.BAILEYS, provider_message_id=message_id)
+        error_code = self.text_field(data, "errorCode", required=False, limit=20)
+        moved = apply_receipt(message, new_status, error_code, provider=Provider.BAILEYS,
+                              provider_message_id=message_id, idempotency_key=key)
         return Response({"ok": True, "applied": moved, "status": message.status})

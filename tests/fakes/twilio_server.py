@@ -1,6 +1,29 @@
 """A local stand-in for Twilio's REST API that speaks its wire format, so the real twilio
 client can be pointed at it (TWILIO_API_BASE_URL). It records what was "sent" (what the
-customer would receive) and injects faults on request.
+customer would receive), behaves as Twilio documents where our code depends on it, and
+injects faults on request.
+
+What it models, with the documentation it follows:
+- Message resource and its lifecycle: a created message is `queued`, later `sent`
+  (then `date_sent` is set), then `delivered`, or `failed`/`undelivered` with an
+  ErrorCode; while queued its `date_sent` is null.
+  https://www.twilio.com/docs/messaging/api/message-resource#message-status-values
+- The Messages list: `To`, `From`, `DateSent`, `DateSent<`, `DateSent>` filters. DateSent
+  is a GMT *date* ("YYYY-MM-DD"; `DateSent>=` means on or after midnight of that date), so
+  the time of day the twilio client sends is ignored, and a message without a date_sent
+  (still queued) never matches a DateSent filter. Newest first, paged: PageSize (default
+  50, at most 1000), the next page is reached only through `next_page_uri`, which
+  carries a PageToken ("Page" is client state only).
+  https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources
+  https://www.twilio.com/docs/usage/twilios-response#pagination
+- Single-message fetch: GET /Messages/{Sid}.json (20404 when unknown).
+- Status callbacks: a form POST to the StatusCallback URL for every status change, with
+  MessageSid, MessageStatus, ErrorCode (failures), signed with the account's auth token
+  in X-Twilio-Signature (HMAC-SHA1 over the URL + the sorted POST parameters).
+  https://www.twilio.com/docs/messaging/guides/track-outbound-message-status
+  https://www.twilio.com/docs/usage/webhooks/webhooks-security
+- The Message resource does not return the StatusCallback URL or the ContentSid: a
+  client cannot find its own key in a listed message (we keep both privately).
 
 Run alone (for `make run`): python -m tests.fakes.twilio_server --port 8010
 Control over HTTP: GET /_fake/messages, POST /_fake/faults {...}, POST /_fake/reset.
@@ -12,14 +35,23 @@ import argparse
 import base64
 import json
 import random
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import requests
+from twilio.request_validator import RequestValidator
 
 from tests.fakes.base import FakeServer, JsonHandler
+
+MAX_PAGE_SIZE = 1000  # Twilio's documented maximum
+DEFAULT_PAGE_SIZE = 50
+# Kept on the stored message but not part of Twilio's Message resource.
+PRIVATE_FIELDS = {"content_sid", "content_variables", "status_callback", "posted_body"}
 
 
 @dataclass
@@ -28,7 +60,7 @@ class Faults:
 
     errors: list[tuple[int, int]] = field(default_factory=list)  # (http status, twilio code) per request
     hang_next: int = 0  # accept the connection, never answer (until hang_seconds)
-    accept_then_hang_next: int = 0  # record the message, then never answer
+    accept_then_hang_next: int = 0  # store the message, then never answer (the answer is lost)
     hang_all: bool = False
     hang_seconds: float = 30.0
     invalid_numbers: set[str] = field(default_factory=set)  # E.164 numbers that get 21211
@@ -36,6 +68,22 @@ class Faults:
     delay_seconds: float = 0.0
     error_rate: float = 0.0  # share of sends answered 503 (chaos runs)
     hang_rate: float = 0.0  # share of sends that hang until hang_seconds (chaos runs)
+    accept_then_hang_rate: float = 0.0  # share of sends stored, then never answered (chaos runs)
+    # Lifecycle after acceptance.
+    queued_seconds: float = 0.0  # how long a created message stays queued (date_sent null)
+    callback_delay_seconds: float = 0.0  # each status callback is posted this long after its change
+    # E.164 number -> [final status, error code], e.g. {"+1555...": ["undelivered", 63024]}
+    receipt_failures: dict[str, list] = field(default_factory=dict)
+    clock_skew_seconds: float = 0.0  # Twilio's clock minus ours (date_created, date_sent)
+
+
+def _twilio_date(value: str) -> date | None:
+    """DateSent values are GMT dates; the twilio client sends "YYYY-MM-DDTHH:MM:SSZ", of
+    which Twilio uses the date."""
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
 
 
 class FakeTwilio(FakeServer):
@@ -44,6 +92,7 @@ class FakeTwilio(FakeServer):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.messages: list[dict] = []
+        self.callbacks: list[dict] = []  # every status callback posted: url, form, answer
         self.requests = 0
         self.faults = Faults()
         super().__init__(host, port)
@@ -55,12 +104,16 @@ class FakeTwilio(FakeServer):
     def reset(self) -> None:
         with self.lock:
             self.messages.clear()
+            self.callbacks.clear()
             self.requests = 0
             self.faults = Faults()
 
     def sent_to(self, phone: str) -> list[dict]:
         with self.lock:
             return [m for m in self.messages if m["to"] == f"whatsapp:{phone}"]
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.faults.clock_skew_seconds)
 
     def _decide(self, form: dict) -> tuple[str, object]:
         """What to do with one Messages.json POST: ("ok"|"error"|"hang"|"accept_then_hang", detail)."""
@@ -84,16 +137,23 @@ class FakeTwilio(FakeServer):
             if f.accept_then_hang_next > 0:
                 f.accept_then_hang_next -= 1
                 return "accept_then_hang", None
+            if f.accept_then_hang_rate and random.random() < f.accept_then_hang_rate:
+                return "accept_then_hang", None
             return "ok", None
 
     def _record(self, form: dict) -> dict:
-        now = datetime.now(UTC)
+        now = self.now()
+        body = form.get("Body", "")
+        if form.get("ContentSid"):
+            # Twilio fills `body` with the rendered template; this stands for it.
+            body = f"[template {form['ContentSid']}] {form.get('ContentVariables') or '{}'}"
         resource = {
             "sid": "SM" + uuid.uuid4().hex,
             "account_sid": self.account_sid,
             "to": form.get("To", ""),
             "from": form.get("From", ""),
-            "body": form.get("Body", ""),
+            "body": body,
+            "posted_body": form.get("Body", ""),  # what the client sent as Body (empty for a template)
             "content_sid": form.get("ContentSid"),
             "content_variables": form.get("ContentVariables"),
             "status": "queued",
@@ -105,19 +165,125 @@ class FakeTwilio(FakeServer):
             "api_version": "2010-04-01",
             "error_code": None,
             "error_message": None,
-            "date_created": format_datetime(now),
-            "date_updated": format_datetime(now),
+            "date_created": format_datetime(now, usegmt=True),
+            "date_updated": format_datetime(now, usegmt=True),
             "date_sent": None,
             "messaging_service_sid": None,
             "status_callback": form.get("StatusCallback"),
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/x.json",
             "subresource_uris": {},
-            "_received_at": time.time(),
+            "_created": now,
+            "_sent": None,
         }
         resource["uri"] = resource["uri"].replace("x.json", resource["sid"] + ".json")
         with self.lock:
             self.messages.append(resource)
+        threading.Thread(target=self._lifecycle, args=(resource,), daemon=True).start()
         return resource
+
+    # --- after acceptance: queued -> sent -> delivered | failed/undelivered ---------------
+
+    def _lifecycle(self, resource: dict) -> None:
+        self._callback(resource, "queued")
+        time.sleep(self.faults.queued_seconds)
+        failure = self.faults.receipt_failures.get(resource["to"].removeprefix("whatsapp:"))
+        if failure and failure[0] == "failed":
+            # "failed": Twilio could not send it at all; it never gets a date_sent.
+            self._change(resource, "failed", failure[1])
+            return
+        self._change(resource, "sent")
+        if failure:
+            self._change(resource, failure[0], failure[1])
+        else:
+            self._change(resource, "delivered")
+
+    def _change(self, resource: dict, status: str, error_code: int | None = None) -> None:
+        now = self.now()
+        with self.lock:
+            resource["status"] = status
+            resource["date_updated"] = format_datetime(now, usegmt=True)
+            if status == "sent":
+                resource["_sent"] = now
+                resource["date_sent"] = format_datetime(now, usegmt=True)
+            if error_code:
+                resource["error_code"] = int(error_code)
+                resource["error_message"] = None  # Twilio leaves it null for WhatsApp errors
+        self._callback(resource, status, error_code)
+
+    def _callback(self, resource: dict, status: str, error_code: int | None = None) -> None:
+        url = resource.get("status_callback")
+        if not url:
+            return
+        form = {
+            "MessageSid": resource["sid"], "SmsSid": resource["sid"], "MessageStatus": status, "SmsStatus": status,
+            "AccountSid": self.account_sid, "From": resource["from"], "To": resource["to"],
+            "ApiVersion": "2010-04-01", "ChannelPrefix": "whatsapp",
+        }
+        if error_code:
+            form["ErrorCode"] = str(error_code)
+        threading.Thread(target=self.post_callback, args=(url, form), daemon=True).start()
+
+    def post_callback(self, url: str, form: dict, delay: float | None = None) -> None:
+        """POST one signed status callback, as Twilio does (after the configured delay)."""
+        time.sleep(self.faults.callback_delay_seconds if delay is None else delay)
+        signature = RequestValidator(self.auth_token).compute_signature(url, form)
+        try:
+            answer = requests.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=10)
+            result: object = answer.status_code
+        except requests.RequestException as exc:
+            result = type(exc).__name__  # Twilio gives up too; the message is unaffected
+        with self.lock:
+            self.callbacks.append({"url": url, "form": form, "answer": result})
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def public(self, resource: dict) -> dict:
+        return {k: v for k, v in resource.items() if not k.startswith("_") and k not in PRIVATE_FIELDS}
+
+    def list_page(self, path: str, query: dict) -> tuple[int, dict]:
+        """One page of the Messages list, filtered and paged as Twilio documents."""
+        try:
+            page_size = int(query.get("PageSize", DEFAULT_PAGE_SIZE))
+            page = int(query.get("Page", 0))
+        except ValueError:
+            return 400, {"code": 20001, "message": "Invalid paging parameter", "status": 400}
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            return 400, {"code": 20001, "message": f"PageSize must be 1..{MAX_PAGE_SIZE}", "status": 400}
+        date_filters = []
+        for name, test in (("DateSent", date.__eq__), ("DateSent<", date.__le__), ("DateSent>", date.__ge__)):
+            if name in query:
+                bound = _twilio_date(query[name])
+                if bound is None:
+                    return 400, {"code": 20001, "message": f"Invalid {name}", "status": 400}
+                date_filters.append((test, bound))
+        with self.lock:
+            found = [
+                m for m in self.messages
+                if m["to"] == query.get("To", m["to"]) and m["from"] == query.get("From", m["from"])
+                and all(m["_sent"] is not None and test(m["_sent"].date(), bound) for test, bound in date_filters)
+            ]
+            # Newest first by date sent; a message not sent yet is the newest of all.
+            found.sort(key=lambda m: (m["_sent"] is None, m["_sent"] or m["_created"], m["_created"]), reverse=True)
+            found = [self.public(m) for m in found]
+        start = 0
+        token = query.get("PageToken", "")
+        if token:
+            # The token names the last message of the previous page (PA + its sid).
+            sids = [m["sid"] for m in found]
+            if not token.startswith("PA") or token[2:] not in sids:
+                return 400, {"code": 20001, "message": "Invalid PageToken", "status": 400}
+            start = sids.index(token[2:]) + 1
+        items = found[start:start + page_size]
+        filters = {k: v for k, v in query.items() if k not in {"Page", "PageSize", "PageToken"}}
+        first = f"{path}?{urlencode({**filters, 'PageSize': page_size, 'Page': 0})}"
+        next_uri = None
+        if start + page_size < len(found):
+            next_uri = f"{path}?{urlencode({**filters, 'PageSize': page_size, 'Page': page + 1, 'PageToken': 'PA' + items[-1]['sid']})}"
+        return 200, {
+            "messages": items, "page": page, "page_size": page_size, "start": start, "end": start + len(items) - 1,
+            "first_page_uri": first, "next_page_uri": next_uri, "previous_page_uri": None,
+            "uri": f"{path}?{urlencode(query)}",
+        }
 
     def handler_class(self):
         fake = self
@@ -132,28 +298,36 @@ class FakeTwilio(FakeServer):
             def _messages_path(self) -> bool:
                 return urlparse(self.path).path == f"/2010-04-01/Accounts/{fake.account_sid}/Messages.json"
 
+            def _message_sid(self) -> str | None:
+                prefix = f"/2010-04-01/Accounts/{fake.account_sid}/Messages/"
+                path = urlparse(self.path).path
+                if path.startswith(prefix) and path.endswith(".json"):
+                    return path[len(prefix):-len(".json")]
+                return None
+
+            def _not_found(self):
+                return self._send(404, {"code": 20404, "message": "The requested resource was not found",
+                                        "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404})
+
             def do_GET(self):
                 parsed = urlparse(self.path)
                 if parsed.path == "/_fake/messages":
                     with fake.lock:
-                        return self._send(200, {"messages": list(fake.messages), "requests": fake.requests})
-                if not self._messages_path():
-                    return self._send(404, {"code": 20404, "message": "not found", "status": 404})
+                        return self._send(200, {"messages": [{k: v for k, v in m.items() if not k.startswith("_")}
+                                                             for m in fake.messages], "requests": fake.requests})
+                sid = self._message_sid()
+                if not self._messages_path() and sid is None:
+                    return self._not_found()
                 if not self._authorized():
                     return self._send(401, {"code": 20003, "message": "Authenticate", "status": 401})
                 if fake.faults.hang_all:
                     time.sleep(fake.faults.hang_seconds)
+                if sid is not None:
+                    with fake.lock:
+                        found = [fake.public(m) for m in fake.messages if m["sid"] == sid]
+                    return self._send(200, found[0]) if found else self._not_found()
                 query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
-                with fake.lock:
-                    found = [
-                        m for m in fake.messages
-                        if m["to"] == query.get("To", m["to"]) and m["from"] == query.get("From", m["from"])
-                    ]
-                return self._send(200, {
-                    "messages": list(reversed(found)), "page": 0, "page_size": 50, "start": 0, "end": len(found),
-                    "first_page_uri": parsed.path, "next_page_uri": None, "previous_page_uri": None,
-                    "uri": self.path,
-                })
+                return self._send(*fake.list_page(parsed.path, query))
 
             def do_POST(self):
                 parsed = urlparse(self.path)
@@ -172,7 +346,7 @@ class FakeTwilio(FakeServer):
                             setattr(fake.faults, key, value)
                     return self._send(200, {"ok": True})
                 if not self._messages_path():
-                    return self._send(404, {"code": 20404, "message": "not found", "status": 404})
+                    return self._not_found()
                 if not self._authorized():
                     return self._send(401, {"code": 20003, "message": "Authenticate", "status": 401})
                 form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
@@ -191,8 +365,7 @@ class FakeTwilio(FakeServer):
                 resource = fake._record(form)
                 if action == "accept_then_hang":
                     time.sleep(fake.faults.hang_seconds)
-                public = {k: v for k, v in resource.items() if not k.startswith("_")}
-                return self._send(201, public)
+                return self._send(201, fake.public(resource))
 
         return Handler
 

@@ -26,6 +26,7 @@ class Window:
     by_provider: dict[str, dict[str, int]] = field(default_factory=dict)  # outbound, provider -> status -> n
     replies_sent: int = 0
     replies_dead: int = 0
+    replies_failed: int = 0  # accepted, then reported failed/undelivered by the provider
     median_reply_s: float | None = None
     p95_reply_s: float | None = None
     attempted: int = 0  # outbound messages with at least one attempt
@@ -55,8 +56,10 @@ def window_summary(name: str, since: datetime) -> Window:
         by_status[row["status"]] += row["n"]
     w.by_status, w.by_provider = dict(by_status), {k: dict(v) for k, v in sorted(by_provider.items())}
 
-    delivered = {Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED, Status.UNDELIVERED}
+    # A reply the provider reported failed/undelivered did not reach the customer.
+    delivered = {Status.SENT, Status.DELIVERED, Status.READ}
     w.replies_sent = sum(n for status, n in by_status.items() if status in delivered)
+    w.replies_failed = by_status.get(Status.FAILED, 0) + by_status.get(Status.UNDELIVERED, 0)
     w.replies_dead = by_status.get(Status.DEAD, 0)
 
     # Time to reply: the customer's message stored -> our answer accepted by a provider.

@@ -3,6 +3,8 @@ when set), with every error sorted into transient, permanent or ambiguous."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import requests
 from django.conf import settings
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
@@ -24,6 +26,19 @@ PERMANENT_CODES = {
     63024,  # invalid message recipient
 }
 RETRYABLE_CODES = {20429, 63018, 20500, 20503}  # rate limits and Twilio-side trouble
+# What the ErrorCode of a failed/undelivered status callback means, for the dead letter
+# staff read (https://www.twilio.com/docs/api/errors).
+ERROR_MEANINGS = {
+    "30003": "unreachable destination handset",
+    "30005": "unknown destination handset",
+    "30006": "landline or unreachable carrier",
+    "30008": "unknown error",
+    "63003": "channel could not find the destination address (not on WhatsApp)",
+    "63016": "outside the 24-hour window: only a template can be sent",
+    "63024": "invalid message recipient",
+    "63032": "the user's WhatsApp version cannot receive this message",
+    "63049": "Meta chose not to deliver this marketing message",
+}
 WINDOW_CLOSED = "63016"
 
 
@@ -96,18 +111,46 @@ class TwilioProvider:
         return created.sid
 
     def lookup(self, part: OutgoingPart, since) -> str | None:
-        """Twilio has no idempotency key: look for a message to this number, from our
-        sender, created since the attempt began, with the same body."""
+        """Twilio has no idempotency key, so find the part among the messages to this
+        customer from our sender. Not with a DateSent filter: a message Twilio still
+        holds as queued has no date_sent and no DateSent filter returns it (and DateSent
+        is a date, not a time). Instead read the newest messages and compare
+        date_created with our start, less a margin for clock skew. The margin would let
+        an older identical message match, so a message already recorded as another
+        attempt's is never taken (see lost_send_matches)."""
+        earliest = since - timedelta(seconds=settings.TWILIO_LOOKUP_SKEW_SECONDS)
+        scan = settings.TWILIO_LOOKUP_SCAN
         try:
-            found = self.client.messages.list(
-                to=f"whatsapp:{part.to}",
-                from_=f"whatsapp:{part.message.tenant.twilio_number}",
-                date_sent_after=since,
-                limit=50,
-            )
+            found = list(self.client.messages.stream(
+                to=f"whatsapp:{part.to}", from_=f"whatsapp:{part.message.tenant.twilio_number}",
+                limit=scan, page_size=min(scan, 100),
+            ))
         except Exception as exc:  # noqa: BLE001
             raise ProviderError(f"lookup failed: {exc}", AMBIGUOUS, "lookup") from exc
-        for item in found:
-            if part.template_sid or (item.body or "") == part.text:
-                return item.sid
+        recent = [m for m in found if m.date_created is None or m.date_created >= earliest]
+        match = lost_send_matches(part, recent)
+        if match:
+            return match
+        if len(found) >= scan and len(recent) == len(found):
+            # Everything read was recent and there may be more: we cannot say "not sent".
+            raise ProviderError(f"lookup read {scan} recent messages without an answer", AMBIGUOUS, "lookup")
         return None
+
+
+def lost_send_matches(part: OutgoingPart, candidates) -> str | None:
+    """The sid of the oldest candidate that can be this part: the same text (for a
+    template, whose body Twilio renders, any message), and not already known as the
+    message of some attempt (a reply sent earlier, another part, another template)."""
+    from whatsapp.models import DeliveryAttempt
+
+    known = set(
+        DeliveryAttempt.objects.filter(
+            provider="twilio", provider_message_id__in=[m.sid for m in candidates]
+        ).values_list("provider_message_id", flat=True)
+    ) if candidates else set()
+    for item in reversed(candidates):  # oldest first: the earliest unclaimed copy is ours
+        if item.sid in known or (item.direction or "").startswith("inbound"):
+            continue
+        if part.template_sid or (item.body or "") == part.text:
+            return item.sid
+    return None
