@@ -133,6 +133,11 @@ BREAKER_RESET_TIMEOUT = env.int("BREAKER_RESET_TIMEOUT", default=30)
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Unacked tasks come back after this; every retry countdown stays well below it.
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+# Bounds on every broker connect and socket read (kombu's Redis transport; redis-py waits
+# forever by default): a blackholed Redis holds a webhook's publish about 2x these at
+# most. Keep the socket timeout above kombu's BRPOP timeout (1 s).
+CELERY_BROKER_CONNECT_TIMEOUT = env.float("CELERY_BROKER_CONNECT_TIMEOUT", default=2.0)
+CELERY_BROKER_SOCKET_TIMEOUT = env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=2.0)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # --- Ops -------------------------------------------------------------------------------
