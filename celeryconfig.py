@@ -50,6 +50,13 @@ broker_transport_options = {
     # An unacked task (also one waiting on a countdown) is redelivered after this; every
     # retry countdown is capped well below it (see whatsapp.delivery.backoff_countdown).
     "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT,
+    # A Redis that does not answer (dropped packets, a half-open connection) would hold a
+    # publish, and with it the webhook that stored the message, until gunicorn kills the
+    # worker. Bounded, the publish fails in seconds, the webhook still answers (the message
+    # is stored) and the reconciler publishes later. kombu passes these to redis-py;
+    # broker_connection_timeout is not used by the Redis transport.
+    "socket_connect_timeout": settings.CELERY_BROKER_CONNECT_TIMEOUT,
+    "socket_timeout": settings.CELERY_BROKER_SOCKET_TIMEOUT,
 }
 
 # Bound every task: provider and LLM calls have their own timeouts below these.

@@ -101,6 +101,12 @@ SIDECAR_NODE = env.str("SIDECAR_NODE", default="node")
 # SIDECAR_START_TIMEOUT_MS, 60 s by default); the HTTP call waits a little longer.
 SIDECAR_START_TIMEOUT = env.float("SIDECAR_START_TIMEOUT", default=70.0)
 SESSION_HEALTH_INTERVAL_SECONDS = env.float("SESSION_HEALTH_INTERVAL_SECONDS", default=10.0)
+# The lifecycle worker's Redis lease (whatsapp.lease): renewed every sixth of it; a worker
+# that cannot renew it stops its sidecar within the other half.
+LIFECYCLE_LEASE_TTL_SECONDS = env.float("LIFECYCLE_LEASE_TTL_SECONDS", default=30.0)
+# Reconnects after transient closes (408, 428, 503, 515) without 30 s of stable connection;
+# then the session stops and staff are alerted (whatsapp.session_policy).
+SESSION_RECONNECT_BUDGET = env.int("SESSION_RECONNECT_BUDGET", default=10)
 # Pacing of sends through one WhatsApp session (Tenant.baileys_sends_per_minute): a send
 # waits up to BAILEYS_PACING_MAX_WAIT seconds for its slot, else it is retried at its slot.
 BAILEYS_PACING_BURST = env.int("BAILEYS_PACING_BURST", default=1)
@@ -141,6 +147,11 @@ BREAKER_RESET_TIMEOUT = env.int("BREAKER_RESET_TIMEOUT", default=30)
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Unacked tasks come back after this; every retry countdown stays well below it.
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+# Bounds on every broker connect and socket read (kombu's Redis transport; redis-py waits
+# forever by default): a blackholed Redis holds a webhook's publish about 2x these at
+# most. Keep the socket timeout above kombu's BRPOP timeout (1 s).
+CELERY_BROKER_CONNECT_TIMEOUT = env.float("CELERY_BROKER_CONNECT_TIMEOUT", default=2.0)
+CELERY_BROKER_SOCKET_TIMEOUT = env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=2.0)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # --- Ops -------------------------------------------------------------------------------

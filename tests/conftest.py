@@ -165,7 +165,8 @@ def database_url() -> str:
 class Worker:
     """A real `celery worker` process (prefork pool) with its own environment."""
 
-    def __init__(self, env: dict, queues: str, concurrency: int, logfile: Path, beat: bool = False):
+    def __init__(self, env: dict, queues: str, concurrency: int, logfile: Path, beat: bool = False,
+                 wait_ready: bool = True):
         cmd = [sys.executable, "-m", "celery", "-A", "project", "worker", "-Q", queues, "-c", str(concurrency),
                "-P", "prefork", "-l", "INFO", "--without-gossip", "--without-mingle", "-n", f"test-{queues}@%h"]
         if beat:
@@ -174,6 +175,8 @@ class Worker:
         self.log = open(logfile, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        if not wait_ready:
+            return
         wait_for(lambda: "ready." in self.output() or self.proc.poll() is not None, 30, message="worker ready")
         if self.proc.poll() is not None:
             raise RuntimeError("worker did not start:\n" + self.output())
@@ -201,7 +204,8 @@ def start_worker(redis_server, tmp_path, request):
     """Start real Celery workers against the test database and the suite's Redis."""
     started: list[Worker] = []
 
-    def start(queues: str = "default,ai,send", concurrency: int = 2, beat: bool = False, **overrides) -> Worker:
+    def start(queues: str = "default,ai,send", concurrency: int = 2, beat: bool = False, wait_ready: bool = True,
+              **overrides) -> Worker:
         env = {
             **os.environ,
             "DJANGO_ENV": "test",
@@ -218,7 +222,8 @@ def start_worker(redis_server, tmp_path, request):
             "PYTHONUNBUFFERED": "1",
         }
         env.update({k: str(v) for k, v in overrides.items()})
-        worker = Worker(env, queues, concurrency, tmp_path / f"worker-{len(started)}.log", beat=beat)
+        worker = Worker(env, queues, concurrency, tmp_path / f"worker-{len(started)}.log", beat=beat,
+                        wait_ready=wait_ready)
         started.append(worker)
         return worker
 

@@ -142,7 +142,7 @@ def lifecycle_worker(start_worker, live_django, sandbox, tmp_path):
     """Start the lifecycle worker (queue `baileys`, concurrency 1, with beat) as the
     Procfile does; it takes the lease and runs the sidecar in sandbox mode."""
 
-    def start(**overrides):
+    def start(wait_ready: bool = True, **overrides):
         env = {
             "SIDECAR_TRANSPORT": "sandbox",
             "SIDECAR_DATA_DIR": tmp_path / "sidecar-data",
@@ -152,8 +152,9 @@ def lifecycle_worker(start_worker, live_django, sandbox, tmp_path):
             "SESSION_HEALTH_INTERVAL_SECONDS": 1,
             **overrides,
         }
-        worker = start_worker(queues="baileys", concurrency=1, beat=True, **env)
-        wait_for(sandbox.healthy, 15, message="the sidecar started by the lifecycle worker")
+        worker = start_worker(queues="baileys", concurrency=1, beat=True, wait_ready=wait_ready, **env)
+        if wait_ready:
+            wait_for(sandbox.healthy, 15, message="the sidecar started by the lifecycle worker")
         return worker
 
     return start

@@ -22,8 +22,8 @@ NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 RUNNING = Recorded(desired="running")
 
 
-def down(code, reason="") -> Observed:
-    return Observed(disconnect_code=code, disconnect_reason=reason)
+def down(code, reason="", paired=True) -> Observed:
+    return Observed(disconnect_code=code, disconnect_reason=reason, auth_paired=paired)
 
 
 def test_a_logged_out_session_is_not_reconnected_and_staff_are_told_to_scan_a_qr():
@@ -44,13 +44,53 @@ def test_a_replaced_session_is_stopped_and_raises_an_alert():
     assert "another WhatsApp Web" in decision.alert
 
 
-def test_a_bad_session_backs_off_like_any_failure_and_never_logs_out():
-    first = decide(down(500, "badSession"), RUNNING, NOW)
+@pytest.mark.parametrize("code, reason, stop_reason, hint", [
+    (403, "forbidden", "banned", "banned"),
+    (405, "outdatedVersion", "outdated_version", "SIDECAR_WA_VERSION"),
+    (411, "multideviceMismatch", "multidevice_mismatch", "Logout"),
+    (500, "badSession", "bad_session", "credentials"),
+    (499, "unknown", "unknown_code", "499"),
+])
+def test_a_close_that_will_not_heal_stops_the_session_with_a_reason_staff_can_read(code, reason, stop_reason, hint):
+    decision = decide(down(code, reason), RUNNING, NOW)
+    assert (decision.action, decision.status, decision.desired) == (STOP, "halted", "stopped")
+    assert decision.stop_reason == stop_reason
+    assert hint in decision.alert and "start" in decision.alert.lower()
+    assert len(decision.alert) <= 200
+
+
+def test_a_halted_session_stays_halted_and_is_never_reconnected_by_itself():
+    halted = Recorded("stopped", 0, None, stop_reason="banned")
+    for minutes in (0, 5, 600):
+        decision = decide(down(403), halted, NOW + timedelta(minutes=minutes))
+        assert (decision.action, decision.status) == (NOTHING, "halted")
+
+
+def test_a_session_that_closes_before_a_phone_was_linked_stops_instead_of_showing_qr_codes_forever():
+    # Baileys ends an unscanned QR session with 408 "QR refs attempts ended".
+    decision = decide(down(408, "connectionLost", paired=False), RUNNING, NOW)
+    assert (decision.action, decision.stop_reason) == (STOP, "qr_not_scanned")
+    assert "scan" in decision.alert
+
+
+def test_a_bad_session_never_logs_out():
+    assert decide(down(500, "badSession"), RUNNING, NOW).action not in {"logout"}
+
+
+@pytest.mark.parametrize("code", [408, 428, 503, None])
+def test_a_transient_close_is_reconnected_with_backoff(code):
+    first = decide(down(code), RUNNING, NOW)
     assert first.action == WAIT
     assert first.next_reconnect_at == NOW + timedelta(seconds=5)
-    due = decide(down(500), Recorded("running", 0, first.next_reconnect_at), first.next_reconnect_at)
+    due = decide(down(code), Recorded("running", 0, first.next_reconnect_at), first.next_reconnect_at)
     assert due.action == START
-    assert due.action not in {"logout"}
+
+
+def test_after_the_budget_of_reconnects_without_a_stable_connection_the_session_stops():
+    decision = decide(down(428, "connectionClosed"), Recorded("running", 10, None), NOW, budget=10)
+    assert (decision.action, decision.stop_reason) == (STOP, "budget_exhausted")
+    assert "gave up after 10 reconnects" in decision.alert
+    assert decide(down(428), Recorded("running", 9, None), NOW, budget=10).action == WAIT
 
 
 def test_a_restart_required_session_is_restarted_at_once_the_first_time():
@@ -77,7 +117,7 @@ def test_a_lost_connection_waits_for_its_backoff_then_reconnects_and_counts_the_
 
 def test_a_session_that_vanished_without_a_reason_is_reconnected_with_backoff():
     # The sidecar restarted: no socket, no last disconnect.
-    decision = decide(Observed(), RUNNING, NOW)
+    decision = decide(Observed(auth_paired=True), RUNNING, NOW)
     assert decision.action == WAIT
 
 
@@ -90,25 +130,30 @@ def test_the_attempt_counter_resets_only_after_thirty_seconds_of_stable_connecti
     assert decision.status == "connected"
 
 
-def test_a_flapping_session_reconnects_at_most_about_once_a_minute():
-    """Open for 5 s, closed, again and again for an hour: the counter never resets, so
-    the waits grow to 60 s and the reconnects stay far below hundreds."""
-    now, recorded, reconnects = NOW, Recorded("running", 0, None), 0
+def test_a_flapping_session_backs_off_and_gives_up_after_its_budget():
+    """Open for 5 s, closed, again and again: the counter never resets, so the waits grow
+    and after `budget` reconnects the session stops and staff are told, instead of
+    reconnecting about once a minute forever."""
+    now, recorded, reconnects, stopped = NOW, Recorded("running", 0, None), 0, None
     connected_at = None
-    while now < NOW + timedelta(hours=1):
+    while now < NOW + timedelta(hours=1) and stopped is None:
         if connected_at is not None and now - connected_at < timedelta(seconds=5):
-            observed = Observed(connected=True, can_send=True, connected_since=connected_at)
+            observed = Observed(connected=True, can_send=True, connected_since=connected_at, auth_paired=True)
         else:
             connected_at = None
             observed = down(428)
-        decision = decide(observed, recorded, now)
+        decision = decide(observed, recorded, now, budget=10)
         recorded = Recorded("running", decision.reconnect_attempts, decision.next_reconnect_at)
         if decision.action == START:
             reconnects += 1
             connected_at = now
             recorded = Recorded("running", decision.reconnect_attempts, None)
+        elif decision.action == STOP:
+            stopped = decision
         now += timedelta(seconds=1)
-    assert 40 < reconnects < 75
+    assert reconnects == 10
+    assert stopped is not None and stopped.stop_reason == "budget_exhausted"
+    assert now - NOW < timedelta(minutes=10)
 
 
 def test_a_session_waiting_for_a_qr_scan_is_left_alone():

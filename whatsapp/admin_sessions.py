@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from whatsapp.models import SessionState, Tenant
 
 ACTIONS = {
-    "start": "Start requested: the session connects, or shows a QR code to scan.",
+    "start": "Start requested: the session connects, or shows a QR code to scan (an automatic stop is cleared).",
     "stop": "Stop requested (credentials are kept).",
     "restart": "Restart requested (it waits for sends in flight).",
     "logout": "Logout requested: the device is unlinked; the next start shows a new QR code.",
@@ -38,10 +38,10 @@ def session_url(tenant_slug: str) -> str:
 @admin.register(SessionState)
 class SessionStateAdmin(admin.ModelAdmin):
     list_display = (
-        "tenant", "status", "can_send", "auth_paired", "last_disconnect", "reconnect_attempts", "alert", "updated_at",
-        "open_link",
+        "tenant", "status", "can_send", "auth_paired", "last_disconnect", "reconnect_attempts", "stop_reason", "alert",
+        "updated_at", "open_link",
     )
-    list_filter = ("status", "can_send", "auth_paired")
+    list_filter = ("status", "stop_reason", "can_send", "auth_paired")
     search_fields = ("tenant__slug", "tenant__name")
     list_select_related = ("tenant",)
     readonly_fields = [f.name for f in SessionState._meta.fields]

@@ -22,6 +22,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from project.logging import log_context
@@ -78,15 +79,21 @@ def new_outbound_fields() -> dict:
 
 def claim(message_id: int) -> Message | None:
     """Take the message for sending. Exactly one caller wins: a queued message that is
-    due, or a "sending" one whose claimant vanished (lease expired)."""
+    due, or a "sending" one whose claimant vanished (lease expired).
+
+    The lease is written and compared by the database's clock (Now()), never a worker's:
+    a host whose clock runs minutes fast would otherwise see a live claim as expired and
+    send the reply a second time. (next_attempt_at stays on the worker's clock: the same
+    worker wrote it and waits its countdown, and an early claim of a queued message sends
+    nothing twice.)"""
     now = timezone.now()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1))
     won = (
         Message.objects.filter(pk=message_id, direction=Direction.OUTBOUND)
-        .filter((Q(status=Status.QUEUED) & due) | Q(status=Status.SENDING, lease_until__lt=now))
+        .filter((Q(status=Status.QUEUED) & due) | Q(status=Status.SENDING, lease_until__lt=Now()))
         .update(
             status=Status.SENDING,
-            lease_until=now + timedelta(seconds=settings.SEND_LEASE_SECONDS),
+            lease_until=Now() + timedelta(seconds=settings.SEND_LEASE_SECONDS),
             updated_at=now,
         )
     )

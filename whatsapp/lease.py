@@ -1,11 +1,18 @@
 """A Redis lease: one holder at a time, kept alive by a renewing thread, released at
 shutdown. The lifecycle worker holds one so that a second lifecycle worker (which would
-start a second sidecar and a second socket per WhatsApp number) refuses to run."""
+start a second sidecar and a second socket per WhatsApp number) never runs beside it.
+
+Timing (TTL T): renew every T/6. A holder that cannot renew (Redis unreachable) gives
+the lease up at most T/2 after its last successful renewal was sent, so it keeps at
+least T/2 to stop what the lease protects before the key can expire in Redis and a
+successor can take it. The Redis client's connect and read timeouts must be at most T/12 each
+(lease_redis_timeout), so that no single call outlasts that budget."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import redis
@@ -34,24 +41,66 @@ return 0
 """
 
 
+def lease_redis_timeout(ttl_seconds: float) -> float:
+    """Connect and read timeout of the lease's Redis client (see the module docstring)."""
+    return min(2.0, ttl_seconds / 12)
+
+
 class Lease:
     def __init__(self, client: redis.Redis, key: str, owner: str, ttl_seconds: float = 30.0) -> None:
         self.client = client
         self.key = key
         self.owner = owner
         self.ttl_ms = int(ttl_seconds * 1000)
+        self.ttl = ttl_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # time.monotonic() when the last successful acquire or renewal was sent: the key
+        # expires in Redis no earlier than this plus the TTL.
+        self.renewed_at: float | None = None
+
+    @property
+    def expires_at(self) -> float:
+        """The earliest time.monotonic() at which a successor could take the lease."""
+        return (self.renewed_at or 0.0) + self.ttl
 
     def acquire(self) -> bool:
-        return bool(self.client.set(self.key, self.owner, nx=True, px=self.ttl_ms))
+        sent = time.monotonic()
+        taken = bool(self.client.set(self.key, self.owner, nx=True, px=self.ttl_ms))
+        if taken:
+            self.renewed_at = sent
+        return taken
 
     def holder(self) -> str | None:
         value = self.client.get(self.key)
         return value.decode() if isinstance(value, bytes) else value
 
+    def remaining(self) -> float | None:
+        """Seconds until the current holder's lease expires unless renewed (None: no lease)."""
+        ms = self.client.pttl(self.key)
+        return ms / 1000 if ms >= 0 else None
+
+    def acquire_when_free(self, waiting: Callable[[str | None, float | None, Exception | None], None]) -> None:
+        """Block until the lease is ours. While another process holds it (or Redis does not
+        answer) call waiting(holder, seconds_left, error) and try again every second or so:
+        a successor started while a killed holder's lease is still live takes over when it
+        expires, instead of exiting in a loop that a process manager may give up on."""
+        while True:
+            try:
+                if self.acquire():
+                    return
+                holder, left, error = self.holder(), self.remaining(), None
+            except redis.RedisError as exc:
+                holder, left, error = None, None, exc
+            waiting(holder, left, error)
+            time.sleep(min(1.0, self.ttl / 6))
+
     def renew(self) -> bool:
-        return bool(self.client.eval(_RENEW, 1, self.key, self.owner, self.ttl_ms))
+        sent = time.monotonic()
+        renewed = bool(self.client.eval(_RENEW, 1, self.key, self.owner, self.ttl_ms))
+        if renewed:
+            self.renewed_at = sent
+        return renewed
 
     def release(self) -> None:
         self._stop.set()
@@ -63,17 +112,33 @@ class Lease:
             log.warning("could not release the lease %s (it expires by itself): %s", self.key, exc)
 
     def keep_renewed(self, on_lost: Callable[[str | None], None]) -> None:
-        """Renew every third of the TTL in a daemon thread. on_lost(holder) is called once
-        if another process holds the lease now; a Redis outage is only retried."""
+        """Renew every sixth of the TTL in a daemon thread (every second while Redis
+        fails). on_lost(holder) is called once, at least half the TTL before
+        self.expires_at: when another process holds the lease, or (holder None) when
+        renewing failed until a try could no longer end before half the TTL."""
+        interval = self.ttl / 6
+
+        def last_try_at() -> float:
+            # A try started by then ends (timeouts <= T/12 each) by half the TTL.
+            return self.expires_at - self.ttl / 2 - interval
 
         def run() -> None:
-            while not self._stop.wait(self.ttl_ms / 3000):
+            wait = interval
+            while not self._stop.wait(wait):
+                if time.monotonic() >= last_try_at():
+                    log.error("lease %s not renewed for %.1f s: giving it up", self.key,
+                              time.monotonic() - (self.renewed_at or 0.0))
+                    self._stop.set()
+                    on_lost(None)
+                    return
                 try:
                     if self.renew():
+                        wait = interval
                         continue
                     holder = self.holder()
                 except redis.RedisError as exc:
                     log.warning("lease %s not renewed (Redis): %s", self.key, exc)
+                    wait = max(0.0, min(1.0, last_try_at() - time.monotonic()))
                     continue
                 self._stop.set()
                 on_lost(holder)

@@ -3,7 +3,9 @@
 Only these tasks start, stop, restart, log out or reconnect sessions, so two of them never
 race on one socket. Staff press buttons in the admin (which only enqueue these); the beat
 task `health_check` records every session's state in SessionState (the admin reads it)
-and applies the reconnect policy of whatsapp.session_policy.
+and applies the reconnect policy of whatsapp.session_policy: transient closes are
+reconnected within a budget; anything else stops the session with a stop reason and an
+alert (admin, dashboard, metrics) until a person presses Start.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def observed_from(raw: dict) -> policy.Observed:
         disconnect_code=last.get("code"),
         disconnect_reason=last.get("reason") or "",
         connected_since=_when(raw.get("connectedSince")),
+        auth_paired=bool(raw.get("authPaired")),
     )
 
 
@@ -65,9 +68,16 @@ def _record(state: SessionState, raw: dict) -> None:
     state.last_disconnect_at = _when(last.get("at"))
 
 
+def _recorded(state: SessionState) -> policy.Recorded:
+    return policy.Recorded(state.desired, state.reconnect_attempts, state.next_reconnect_at, state.stop_reason)
+
+
+def _decide(state: SessionState, raw: dict, now) -> policy.Decision:
+    return policy.decide(observed_from(raw), _recorded(state), now, settings.SESSION_RECONNECT_BUDGET)
+
+
 def _label(state: SessionState, raw: dict) -> str:
-    recorded = policy.Recorded(state.desired, state.reconnect_attempts, state.next_reconnect_at)
-    return policy.decide(observed_from(raw), recorded, timezone.now()).status
+    return _decide(state, raw, timezone.now()).status
 
 
 def _sidecar_down(state: SessionState, exc: Exception) -> None:
@@ -92,14 +102,22 @@ def start(tenant_slug: str) -> None:
     """Staff want the session running: start it (a QR appears if it is not paired)."""
     with log_context(tenant=tenant_slug):
         state = _state(tenant_slug)
-        state.desired = "running"
-        state.alert = ""
-        state.reconnect_attempts = 0
-        state.next_reconnect_at = None
+        _wanted_running(state)
         state.status = "starting"
         state.save()
         log.info("session start requested")
         _start(state)
+
+
+def _wanted_running(state: SessionState) -> None:
+    """A person asked for the session: a fresh reconnect budget, and any stop the policy
+    made (and its alert) is cleared."""
+    state.desired = "running"
+    state.alert = ""
+    state.reconnect_attempts = 0
+    state.next_reconnect_at = None
+    state.stop_reason = ""
+    state.stopped_at = None
 
 
 def _start(state: SessionState) -> None:
@@ -157,10 +175,7 @@ def restart(self, tenant_slug: str) -> None:
             log.info("restart deferred: %s send(s) in flight", sending.get("activeSends"))
             raise self.retry(countdown=RESTART_WAIT_SECONDS)
         log.info("session restart")
-        state.desired = "running"
-        state.alert = ""
-        state.reconnect_attempts = 0
-        state.next_reconnect_at = None
+        _wanted_running(state)
         state.save()
         _stop(state, logout=False)
         _start(state)
@@ -190,8 +205,7 @@ def check(state: SessionState) -> None:
     if raw is None:
         return
     now = timezone.now()
-    recorded = policy.Recorded(state.desired, state.reconnect_attempts, state.next_reconnect_at)
-    decision = policy.decide(observed_from(raw), recorded, now)
+    decision = _decide(state, raw, now)
     _record(state, raw)
     state.status = decision.status
     state.reconnect_attempts = decision.reconnect_attempts
@@ -202,6 +216,9 @@ def check(state: SessionState) -> None:
         state.alert = decision.alert
     if decision.desired is not None:
         state.desired = decision.desired
+    if decision.stop_reason:
+        state.stop_reason = decision.stop_reason
+        state.stopped_at = now
     state.save()
 
     if decision.action == policy.START:
@@ -213,8 +230,8 @@ def check(state: SessionState) -> None:
     elif decision.action == policy.STOP:
         log.warning("stopping the session (%s)", decision.status)
         _stop(state, logout=False)
-        if decision.status == "replaced":
-            state.status = "replaced"
+        if decision.status in {"replaced", "halted"}:
+            state.status = decision.status
             state.save(update_fields=["status", "updated_at"])
     elif decision.action == policy.WAIT and decision.next_reconnect_at is not None:
         due_in = (decision.next_reconnect_at - now).total_seconds()

@@ -10,6 +10,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from whatsapp.session_policy import STOP_REASONS
+
 E164 = RegexValidator(r"^\+[1-9]\d{6,14}$", "Use E.164 format: + and country code, e.g. +15551234567")
 SLUG = RegexValidator(r"^[a-z0-9][a-z0-9_-]{0,62}$", "Lowercase letters, digits, - and _")
 
@@ -334,6 +336,13 @@ class SessionState(models.Model):
     next_reconnect_at = models.DateTimeField(null=True, blank=True)
     connected_since = models.DateTimeField(null=True, blank=True)
     alert = models.CharField(max_length=200, blank=True)
+    # Set when the reconnect policy stopped the session for good (a code that will not
+    # heal, or too many reconnects); staff pressing Start clears it.
+    stop_reason = models.CharField(
+        max_length=30, blank=True, choices=sorted(STOP_REASONS.items()),
+        help_text="Why the session was stopped automatically (empty: it was not).",
+    )
+    stopped_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

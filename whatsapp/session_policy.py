@@ -2,16 +2,22 @@
 we recorded before, what to do now. Pure (no I/O, the clock is an argument) so that every
 rule is a unit test.
 
-Rules (DESIGN.md, "Baileys lifecycle"):
+Rules (DESIGN.md, "Baileys lifecycle"; codes are Baileys' DisconnectReason):
 - 401 logged out: never reconnect by ourselves; staff must start it again and scan a QR.
 - 440 replaced (the number was opened in another WhatsApp Web): stop and alert.
-- 515 restart required: restart at once (the first time; repeated ones back off).
-- 500 bad session is an ordinary failure: back off; credentials are never deleted for it
-  (the policy has no "logout" action at all: only staff log a session out).
-- anything else, and a session that is simply gone (sidecar restarted): back off
-  5 s x 1.5^n, capped at 60 s. The attempt counter resets only after 30 s of stable
-  connection, so a session that flaps open-close backs off instead of reconnecting
-  hundreds of times an hour.
+- Reconnect by ourselves only after a close that is transient by nature: 515 restart
+  required (at once the first time), 408 connection lost or timed out, 428 connection
+  closed, 503 service unavailable, and a session that is simply gone without a code (the
+  sidecar restarted). Back off 5 s x 1.5^n, capped at 60 s, for at most `budget`
+  reconnects without a stable connection. The counter resets only after 30 s of stable
+  connection, so a session that flaps open-close backs off and then gives up instead of
+  reconnecting about once a minute forever.
+- Everything else will not heal by retrying: 403 (banned), 405 (outdated WhatsApp Web
+  version), 411 (multi-device mismatch), 500 (bad session), an unknown code, a session
+  that closed before a phone was ever linked (the QR code was not scanned in time) and an
+  exhausted budget stop the session, with a stop reason and an alert for staff. Only a
+  person starts it again. Credentials are never deleted by the policy (it has no
+  "logout" action at all: only staff log a session out).
 """
 
 from __future__ import annotations
@@ -23,11 +29,35 @@ BACKOFF_BASE = 5.0
 BACKOFF_FACTOR = 1.5
 BACKOFF_MAX = 60.0
 STABLE_AFTER = timedelta(seconds=30)
+DEFAULT_BUDGET = 10  # settings.SESSION_RECONNECT_BUDGET
 
 LOGGED_OUT = 401
 REPLACED = 440
-BAD_SESSION = 500
 RESTART_REQUIRED = 515
+# Closes that the same credentials survive: reconnect with backoff. None: no code at all
+# (the sidecar restarted and forgot the socket, or a start timed out inside it).
+TRANSIENT = frozenset({408, 428, 503, RESTART_REQUIRED, None})
+
+# Why the policy stopped a session (SessionState.stop_reason), for staff to read.
+STOP_REASONS = {
+    "banned": "403 forbidden: WhatsApp refused this number (banned or blocked)",
+    "outdated_version": "405: WhatsApp rejected the WhatsApp Web version",
+    "multidevice_mismatch": "411: multi-device mismatch",
+    "bad_session": "500 bad session: WhatsApp does not accept the stored credentials",
+    "qr_not_scanned": "the QR code was not scanned in time",
+    "unknown_code": "closed with a code that is not known to heal",
+    "budget_exhausted": "too many reconnects without a stable connection",
+}
+_CODE_REASONS = {403: "banned", 405: "outdated_version", 411: "multidevice_mismatch", 500: "bad_session"}
+_WHAT_TO_DO = {
+    "banned": "Check the number in the WhatsApp app on the phone, then press Start.",
+    "outdated_version": "Update SIDECAR_WA_VERSION (or the sidecar's baileys), then press Start.",
+    "multidevice_mismatch": "Press Logout, then Start, and scan the new QR code.",
+    "bad_session": "Press Start; if it happens again, press Logout, then Start, and scan again.",
+    "qr_not_scanned": "Press Start and scan the new QR code.",
+    "unknown_code": "Check the sidecar log, then press Start.",
+    "budget_exhausted": "Check the network and the sidecar log, then press Start.",
+}
 
 # Actions
 NOTHING = "nothing"
@@ -48,6 +78,7 @@ class Observed:
     disconnect_code: int | None = None
     disconnect_reason: str = ""
     connected_since: datetime | None = None
+    auth_paired: bool = False  # credentials of a linked phone exist
 
     @property
     def live(self) -> bool:
@@ -62,6 +93,7 @@ class Recorded:
     desired: str = "stopped"  # "running" or "stopped"
     reconnect_attempts: int = 0
     next_reconnect_at: datetime | None = None
+    stop_reason: str = ""  # set when the policy stopped the session; a Start clears it
 
 
 @dataclass(frozen=True)
@@ -72,6 +104,7 @@ class Decision:
     next_reconnect_at: datetime | None = None
     alert: str | None = None  # None: leave the alert as it is; "": clear it
     desired: str | None = None  # None: unchanged
+    stop_reason: str | None = None  # a key of STOP_REASONS when the policy stops the session
 
 
 def backoff_delay(attempts: int) -> float:
@@ -79,12 +112,12 @@ def backoff_delay(attempts: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_BASE * BACKOFF_FACTOR**attempts)
 
 
-def decide(observed: Observed, recorded: Recorded, now: datetime) -> Decision:
+def decide(observed: Observed, recorded: Recorded, now: datetime, budget: int = DEFAULT_BUDGET) -> Decision:
     attempts = recorded.reconnect_attempts
     if recorded.desired != "running":
         if observed.live and not observed.stopping:
             return Decision(STOP, "stopping", attempts)
-        return Decision(NOTHING, "stopped", attempts)
+        return Decision(NOTHING, "halted" if recorded.stop_reason else "stopped", attempts)
 
     if observed.connected:
         stable = observed.connected_since is not None and now - observed.connected_since >= STABLE_AFTER
@@ -109,13 +142,29 @@ def decide(observed: Observed, recorded: Recorded, now: datetime) -> Decision:
             ),
             desired="stopped",
         )
+    if not observed.auth_paired:
+        # Nobody linked a phone: a new socket would only show another QR code nobody scans.
+        return _halt("qr_not_scanned", observed, attempts)
+    if code not in TRANSIENT:
+        return _halt(_CODE_REASONS.get(code, "unknown_code"), observed, attempts)
+    if attempts >= budget:
+        return _halt("budget_exhausted", observed, attempts)
     if code == RESTART_REQUIRED and attempts == 0:
         return Decision(START, "reconnecting", attempts + 1)
 
-    # Back off (500 bad session included: credentials stay).
     if recorded.next_reconnect_at is None:
         due = now + timedelta(seconds=backoff_delay(attempts))
         return Decision(WAIT, "backoff", attempts, due)
     if now >= recorded.next_reconnect_at:
         return Decision(START, "reconnecting", attempts + 1)
     return Decision(WAIT, "backoff", attempts, recorded.next_reconnect_at)
+
+
+def _halt(reason: str, observed: Observed, attempts: int) -> Decision:
+    """Stop for good until a person starts the session again, and say why."""
+    last = f"{observed.disconnect_code or ''} {observed.disconnect_reason}".strip() or "no code"
+    why = STOP_REASONS[reason]
+    if reason == "budget_exhausted":
+        why = f"gave up after {attempts} reconnects without a stable connection"
+    alert = f"Stopped: {why} (last close: {last}). {_WHAT_TO_DO[reason]}"
+    return Decision(STOP, "halted", attempts, alert=alert[:200], desired="stopped", stop_reason=reason)

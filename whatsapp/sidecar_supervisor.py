@@ -3,11 +3,15 @@
 The Celery worker that consumes the `baileys` queue (Procfile: worker_baileys, -c 1) is
 the only process that starts, stops, restarts or logs out WhatsApp sessions. At
 worker_init (main process, before the pool forks) it:
-1. takes a Redis lease; if another lifecycle worker holds it, it logs why and exits
-   non-zero, so there is never a second sidecar with a second socket per number;
+1. takes a Redis lease; while another lifecycle worker holds it (or Redis does not
+   answer) it waits, logging why, and takes over when that lease expires, so there is
+   never a second sidecar with a second socket per number, and a successor started
+   after a SIGKILL does not exit in a loop that a process manager may give up on;
 2. starts `node whatsapp/sidecar/src/server.js` and restarts it whenever it dies;
 and at worker_shutdown it stops the sidecar (SIGTERM: in-flight sends finish) and
-releases the lease. Other workers are untouched by all this.
+releases the lease. A worker that cannot renew its lease (Redis unreachable) stops the
+sidecar, and with it every session, before the lease can expire, then shuts down.
+Other workers are untouched by all this.
 """
 
 from __future__ import annotations
@@ -27,16 +31,17 @@ from urllib.parse import urlsplit
 import redis
 from celery import signals
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from whatsapp.lease import Lease
+from whatsapp.lease import Lease, lease_redis_timeout
 from whatsapp.sidecar_client import SidecarClient
 
 log = logging.getLogger("whatsapp.lifecycle")
 
 LIFECYCLE_QUEUE = "baileys"
 LEASE_KEY = f"lifecycle-lease:{LIFECYCLE_QUEUE}"
-LEASE_TTL_SECONDS = 30.0
-EXIT_LEASE_HELD = 3
+WAIT_LOG_EVERY_SECONDS = 30.0
 SIDECAR_DIR = settings.BASE_DIR / "whatsapp" / "sidecar"
 
 
@@ -143,8 +148,39 @@ def is_lifecycle_worker(worker) -> bool:
     return LIFECYCLE_QUEUE in consumed
 
 
-def lease_redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=3, socket_connect_timeout=3)
+def lease_redis(ttl_seconds: float) -> redis.Redis:
+    # No retries inside redis-py: the lease times its own tries (whatsapp.lease).
+    timeout = lease_redis_timeout(ttl_seconds)
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
+
+
+def _say(level: int, message: str) -> None:
+    """Log, and print to stderr: at worker_init the worker's logging may not be set up."""
+    log.log(level, message)
+    print(f"{logging.getLevelName(level)}: {message}", file=sys.stderr, flush=True)
+
+
+def _wait_for_lease(lease: Lease) -> None:
+    last_said: list[float] = []
+
+    def waiting(holder: str | None, left: float | None, error: Exception | None) -> None:
+        if last_said and time.monotonic() - last_said[0] < WAIT_LOG_EVERY_SECONDS:
+            return
+        last_said[:] = [time.monotonic()]
+        if error is not None:
+            why = f"Redis does not answer ({error})"
+        else:
+            expiry = f"expires in {left:.0f} s unless renewed" if left is not None else "just released"
+            why = f"another lifecycle worker holds it ({holder}; {expiry})"
+        _say(logging.WARNING, (
+            f"waiting for the lifecycle lease {LEASE_KEY!r}: {why}. Exactly one worker may consume the "
+            f"{LIFECYCLE_QUEUE!r} queue, because it owns the sidecar and its WhatsApp sessions; this one takes "
+            "over when the lease is free."
+        ))
+
+    lease.acquire_when_free(waiting)
 
 
 @signals.worker_init.connect
@@ -152,19 +188,22 @@ def take_lease_and_start_sidecar(sender=None, **_kwargs) -> None:
     if sender is None or not is_lifecycle_worker(sender):
         return
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    lease = Lease(lease_redis(), LEASE_KEY, owner, LEASE_TTL_SECONDS)
-    if not lease.acquire():
-        message = (
-            f"another lifecycle worker holds the lease {LEASE_KEY!r} ({lease.holder()}); exactly one worker may "
-            f"consume the {LIFECYCLE_QUEUE!r} queue, because it owns the sidecar and its WhatsApp sessions. "
-            "Refusing to start."
-        )
-        log.error(message)
-        print(f"ERROR: {message}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_LEASE_HELD)
+    ttl = settings.LIFECYCLE_LEASE_TTL_SECONDS
+    lease = Lease(lease_redis(ttl), LEASE_KEY, owner, ttl)
+    _wait_for_lease(lease)
 
     def lost(holder: str | None) -> None:
-        log.critical("lifecycle lease lost to %s; shutting this worker down", holder)
+        if holder is None:
+            log.critical("lifecycle lease could not be renewed (Redis unreachable): stopping the sidecar and "
+                         "its sessions before the lease can expire, then this worker")
+        else:
+            log.critical("lifecycle lease lost to %s; stopping the sidecar and this worker", holder)
+        process = _running.get("sidecar")
+        if process is not None:
+            # SIGTERM lets in-flight sends finish, but only while the lease is surely
+            # still ours; then SIGKILL, which closes every WhatsApp socket at once.
+            margin = min(2.0, ttl / 10)
+            process.stop(timeout=max(0.1, lease.expires_at - time.monotonic() - margin))
         os.kill(os.getpid(), signal.SIGTERM)
 
     lease.keep_renewed(lost)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from whatsapp import delivery
@@ -42,7 +43,8 @@ def reconcile_outbound() -> dict:
     grace = timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
     not_recently = Q(redriven_at__isnull=True) | Q(redriven_at__lt=now - grace)
     outbound = Message.objects.filter(direction=Direction.OUTBOUND).filter(not_recently)
-    stuck_sending = outbound.filter(status=Status.SENDING, lease_until__lt=now)
+    # A claim's lease is timed by the database's clock (delivery.claim): compare it there.
+    stuck_sending = outbound.filter(status=Status.SENDING, lease_until__lt=Now())
     overdue_queued = outbound.filter(status=Status.QUEUED, updated_at__lt=now - grace).filter(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=now - grace)
     )

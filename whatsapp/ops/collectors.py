@@ -24,6 +24,7 @@ FAMILIES = {
     "whatsapp_breaker_failures",
     "whatsapp_sessions",
     "whatsapp_session_can_send",
+    "whatsapp_session_stopped",
     "whatsapp_messages_waiting",
     "whatsapp_oldest_unanswered_seconds",
     "whatsapp_scrape_errors",
@@ -66,6 +67,14 @@ class PipelineCollector(Collector):
         for row in SessionState.objects.values("tenant__slug", "status", "can_send"):
             can_send.add_metric([row["tenant__slug"], row["status"]], 1 if row["can_send"] else 0)
         yield can_send
+        stopped = GaugeMetricFamily(
+            "whatsapp_session_stopped",
+            "1 when the reconnect policy stopped the tenant's WhatsApp Web session (until staff press Start)",
+            labels=["tenant", "reason"],
+        )
+        for row in SessionState.objects.exclude(stop_reason="").values("tenant__slug", "stop_reason"):
+            stopped.add_metric([row["tenant__slug"], row["stop_reason"]], 1)
+        yield stopped
 
         waiting = GaugeMetricFamily(
             "whatsapp_messages_waiting",

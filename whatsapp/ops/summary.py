@@ -126,9 +126,11 @@ def pipeline_summary(now: datetime | None = None) -> dict:
             .order_by("tenant__slug")
             .values(
                 "tenant__slug", "status", "desired", "connected", "can_send", "auth_paired",
-                "last_disconnect_code", "last_disconnect_reason", "alert", updated=F("updated_at"),
+                "last_disconnect_code", "last_disconnect_reason", "alert", "stop_reason", "stopped_at",
+                updated=F("updated_at"),
             )
         ),
+        "sessions_stopped": SessionState.objects.exclude(stop_reason="").count(),
         "breakers": breakers,
         "breakers_open": [b for b in breakers if b["state"] != "closed"],
         "breakers_error": breakers_error,
