@@ -79,19 +79,10 @@ def purge(
     complete = True
     for tenant in Tenant.objects.order_by("pk"):
         cutoff = now - timedelta(days=retention_days(tenant))
-        for kind, queryset in (
-            ("messages", expired_messages(tenant, cutoff)),
-            ("dead_letters", expired_dead_letters(tenant, cutoff)),
-            ("contacts", expired_contacts(tenant, cutoff)),
+        for queryset in (
+            expired_messages(tenant, cutoff), expired_dead_letters(tenant, cutoff), expired_contacts(tenant, cutoff)
         ):
-            while True:
-                if clock() > deadline:
-                    complete = False
-                    break
-                counts = _delete_batch(queryset, batch_size)
-                deleted.update(counts)
-                if sum(counts.values()) == 0 or counts.get(_label(queryset.model), 0) < batch_size:
-                    break
+            complete = _drain(queryset, batch_size, lambda: clock() > deadline, deleted)
             if not complete:
                 break
         if not complete:
@@ -103,6 +94,16 @@ def purge(
     if any(value for key, value in result.items() if key != "complete"):
         log.info("retention deleted old rows: %s", result)
     return result
+
+
+def _drain(queryset: QuerySet, batch_size: int, out_of_time: Callable[[], bool], deleted: Counter) -> bool:
+    """Delete the queryset's rows batch by batch; False if time ran out first."""
+    while not out_of_time():
+        counts = _delete_batch(queryset, batch_size)
+        deleted.update(counts)
+        if counts.get(_label(queryset.model), 0) < batch_size:
+            return True
+    return False
 
 
 def _label(model) -> str:
