@@ -18,12 +18,16 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from tests.conftest import free_port, wait_for
-from tests.privacy_helpers import files_holding, tables_holding
-from tests.sidecar_fixtures import SIDECAR_DIR
+from bots.models import Rule
+from tests.conftest import ROOT, free_port, wait_for
+from tests.privacy_helpers import files_holding, redis_holding, tables_holding
+from tests.test_baileys_integration import connect
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Direction, ErasureLog, Message, Status
 
 pytestmark = pytest.mark.django_db
+# The fixtures sandbox, live_django and lifecycle_worker.
+pytest_plugins = ["tests.sidecar_fixtures"]
+SIDECAR_DIR = ROOT / "whatsapp" / "sidecar"
 
 PHONE = "+15551234567"
 LID = "98765432101234@lid"
@@ -194,3 +198,45 @@ def test_staff_need_the_erase_permission_and_must_confirm(customer, bystander, s
     assert tables_holding(NEEDLES) == []
     assert Contact.objects.filter(pk=bystander.pk).exists()
     assert files_holding(sidecar, NEEDLES) == []
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_after_erasure_the_customer_is_in_no_table_no_sidecar_file_and_no_redis_key(
+    tenant, sandbox, live_django, lifecycle_worker, start_worker, redis_server, tmp_path
+):
+    from tests.sidecar_fixtures import signed_sidecar_post
+
+    tenant.baileys_enabled = True
+    tenant.save()
+    Rule.objects.create(tenant=tenant, pattern="hours", answer="We are open 8-18.")
+    # The sidecar's webhooks go nowhere: what the customer writes next stays in its spool.
+    lifecycle_worker(SIDECAR_WEBHOOK_BASE=f"http://127.0.0.1:{free_port()}")
+    start_worker()
+    connect("acme")
+    data_dir = tmp_path / "sidecar-data"
+    # The customer's first message reached Django (signed as the sidecar signs it) in a LID
+    # chat and was answered through the sidecar (an idempotency record there).
+    response = signed_sidecar_post(f"{live_django}/webhooks/baileys/acme/", {
+        "id": "3A0FERASE1", "tenant": "acme", "from": PHONE[1:], "fromJid": LID,
+        "fromAltJid": f"{PHONE[1:]}@s.whatsapp.net", "pushName": NAME, "timestamp": int(timezone.now().timestamp()),
+        "type": "text", "text": f"opening hours? I am {NAME}, {PHONE}",
+    })
+    assert response.status_code == 200, response.text
+    wait_for(lambda: Message.objects.filter(direction=Direction.OUTBOUND, status=Status.SENT).exists(), 30,
+             message="the reply sent through the sidecar")
+    # Then they (and another customer) wrote again while Django could not be reached.
+    sandbox.inbound("acme", **{"from": PHONE[1:], "lid": LID.split("@")[0], "text": "hello again", "pushName": NAME})
+    sandbox.inbound("acme", **{"from": "15557654321", "text": "hi", "pushName": "Other"})
+    wait_for(lambda: files_holding(data_dir, NEEDLES) and files_holding(data_dir, ["15557654321"]), 10,
+             message="both messages in the sidecar's spool")
+    assert tables_holding(NEEDLES)
+
+    call_command("erase_contact", "acme", PHONE)
+
+    assert tables_holding(NEEDLES) == []
+    assert files_holding(data_dir, NEEDLES) == []
+    assert redis_holding(redis_server.client(), NEEDLES) == []
+    assert files_holding(data_dir, ["15557654321"])  # the other customer's message is still on its way
+    counts = ErasureLog.objects.get().counts
+    assert counts["sidecar_idempotency_records"] >= 1 and counts["sidecar_spool_items"] >= 1, counts
