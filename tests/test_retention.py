@@ -148,3 +148,45 @@ def test_the_beat_schedule_runs_retention_on_a_worker(tenant, start_worker, sett
     wait_for(lambda: not Message.objects.filter(pk__in=[m.pk for m in old]).exists(), 30,
              message="the beat task to delete the old conversation")
     assert Message.objects.filter(pk__in=[m.pk for m in new]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_from_a_contact_deleted_while_it_is_being_stored_is_kept(tenant, monkeypatch):
+    """Retention (or an erasure) deletes a contact in the moment between the webhook
+    finding it and storing the message: the message is stored under a new contact, not
+    lost to a foreign-key error."""
+    import threading
+
+    from django.db import connection
+
+    from whatsapp import inbound as inbound_module
+    from whatsapp.inbound import Inbound, accept_inbound
+
+    Contact.objects.create(tenant=tenant, phone="+15551230000", name="Old")
+    find_contact = inbound_module._contact
+    raced = []
+
+    def found_then_deleted(inbound):
+        contact = find_contact(inbound)
+        if not raced:
+            raced.append(contact.pk)
+
+            def delete_elsewhere():
+                Contact.objects.filter(pk=contact.pk).delete()
+                connection.close()
+
+            other = threading.Thread(target=delete_elsewhere)
+            other.start()
+            other.join(10)
+            assert not other.is_alive(), "the contact was locked"
+        return contact
+
+    monkeypatch.setattr(inbound_module, "_contact", found_then_deleted)
+
+    message, created = accept_inbound(Inbound(tenant=tenant, provider="baileys", provider_message_id="3Arace1",
+                                              phone="+15551230000", body="still there?"))
+
+    assert created and raced
+    stored = Message.objects.get(provider_message_id="3Arace1")
+    assert stored.body == "still there?" and stored.contact.phone == "+15551230000"
+    assert stored.contact_id != raced[0]
