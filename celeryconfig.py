@@ -29,6 +29,7 @@ task_routes = {
     "bots.tasks.*": {"queue": "ai"},
     "whatsapp.tasks.send_message": {"queue": "send"},
     "whatsapp.tasks.reconcile_*": {"queue": "default"},
+    "whatsapp.tasks.purge_expired": {"queue": "default"},
     "whatsapp.lifecycle.*": {"queue": "baileys"},
 }
 # Not found by autodiscovery (which imports only <app>.tasks); also connects the signals
@@ -83,5 +84,11 @@ beat_schedule = {
         # A busy lifecycle worker (a start can take a minute) must not find a pile of
         # stale health checks waiting for it.
         "options": {"expires": settings.SESSION_HEALTH_INTERVAL_SECONDS},
+    },
+    "retention-purge": {
+        "task": "whatsapp.tasks.purge_expired",
+        "schedule": timedelta(seconds=settings.RETENTION_INTERVAL_SECONDS),
+        # One run at a time is enough: a late one is dropped, the next one catches up.
+        "options": {"expires": settings.RETENTION_INTERVAL_SECONDS},
     },
 }

@@ -143,6 +143,18 @@ RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=30.0)
 BREAKER_FAIL_MAX = env.int("BREAKER_FAIL_MAX", default=3)
 BREAKER_RESET_TIMEOUT = env.int("BREAKER_RESET_TIMEOUT", default=30)
 
+# --- Privacy ---------------------------------------------------------------------------
+# Messages, attempts and resolved dead letters older than this many days are deleted
+# (Tenant.retention_days overrides it per tenant); docs/SECURITY.md.
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=90)
+if RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("RETENTION_DAYS must be at least 1")
+RETENTION_INTERVAL_SECONDS = env.float("RETENTION_INTERVAL_SECONDS", default=3600.0)
+# One run deletes in batches of this many messages, each its own short transaction, and
+# stops after RETENTION_MAX_SECONDS; the next run goes on where it stopped.
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)
+RETENTION_MAX_SECONDS = env.float("RETENTION_MAX_SECONDS", default=30.0)
+
 # --- Redis and Celery ------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Unacked tasks come back after this; every retry countdown stays well below it.

@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 
 from bots.admin_views import BotTestAdminMixin
 from whatsapp import delivery
+from whatsapp.admin_privacy import ContactErasureMixin
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenant
 
 
@@ -51,6 +52,7 @@ class TenantAdmin(BotTestAdminMixin, admin.ModelAdmin):
         ("LLM (empty: server defaults)", {"classes": ("collapse",), "fields": (
             "llm_base_url", "llm_model", "llm_temperature", "llm_max_tokens", "llm_api_key",
         )}),
+        ("Privacy", {"fields": ("retention_days",)}),
     )
 
     @admin.display(description="Twilio number")
@@ -65,11 +67,12 @@ class TenantAdmin(BotTestAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(ContactErasureMixin, admin.ModelAdmin):
     list_display = ("__str__", "tenant", "phone", "name", "last_twilio_inbound_at", "created_at")
     list_filter = ("tenant",)
     search_fields = ("phone", "name", "wa_jid")
     readonly_fields = ("created_at",)
+    actions = ["erase_contacts"]
 
 
 class AttemptInline(admin.TabularInline):

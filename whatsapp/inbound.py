@@ -30,7 +30,7 @@ class Inbound:
     lid_jid: str = ""
 
 
-def accept_inbound(inbound: Inbound) -> tuple[Message, bool]:
+def accept_inbound(inbound: Inbound, _again: bool = True) -> tuple[Message, bool]:
     """Store the message; return (message, created). A re-delivered webhook finds the
     stored message and enqueues nothing."""
     existing = Message.objects.filter(
@@ -54,7 +54,15 @@ def accept_inbound(inbound: Inbound) -> tuple[Message, bool]:
             transaction.on_commit(lambda: _hand_to_bot(message))
     except IntegrityError:
         # Two deliveries of the same webhook raced; the other one stored it.
-        existing = Message.objects.get(provider=inbound.provider, provider_message_id=inbound.provider_message_id)
+        existing = Message.objects.filter(
+            provider=inbound.provider, provider_message_id=inbound.provider_message_id
+        ).first()
+        if existing is None and _again:
+            # Or the contact was deleted (retention, erasure) after we found it: once more,
+            # with a new contact.
+            return accept_inbound(inbound, _again=False)
+        if existing is None:
+            raise
         return _duplicate(existing, inbound.provider)
     metrics.INBOUND.labels(provider=inbound.provider).inc()
     with log_context(tenant=inbound.tenant.slug, message_id=message.pk, correlation_id=str(message.correlation_id)):

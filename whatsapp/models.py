@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -66,6 +66,10 @@ class Tenant(models.Model):
     llm_max_tokens = models.PositiveIntegerField(null=True, blank=True)
     llm_api_key = models.CharField(max_length=300, blank=True, help_text="Write-only; empty: LLM_API_KEY.")
     debounce_seconds = models.FloatField(null=True, blank=True, help_text="Empty: BOT_DEBOUNCE_SECONDS.")
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Messages older than this many days are deleted. Empty: RETENTION_DAYS.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -347,3 +351,24 @@ class SessionState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}: {self.status}"
+
+
+class ErasureLog(models.Model):
+    """That a customer was erased, by whom and when, and how much: what stays for
+    accounting. It never names the customer (no number, JID or name)."""
+
+    tenant = models.ForeignKey(Tenant, null=True, on_delete=models.SET_NULL, related_name="+")
+    tenant_slug = models.CharField(max_length=63)
+    requested_by = models.CharField(max_length=150, help_text="Admin user name, or the command and OS user.")
+    via = models.CharField(max_length=10, choices=[("admin", "Admin"), ("command", "manage.py erase_contact")])
+    erased_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # {"messages_in": n, "messages_out": n, "attempts": n, "dead_letters": n,
+    #  "admin_log_entries_masked": n, "sidecar_idempotency_records": n, "sidecar_spool_items": n}
+    counts = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-erased_at"]
+        permissions = [("erase_contact", "Can erase a contact and everything kept about them")]
+
+    def __str__(self) -> str:
+        return f"Erasure #{self.pk} ({self.tenant_slug})"

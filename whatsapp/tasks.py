@@ -68,3 +68,12 @@ def _redrive(queryset, task, now, limit: int = 500) -> int:
     for pk in ids:
         task.delay(pk)
     return len(ids)
+
+
+@shared_task(acks_late=True)
+def purge_expired() -> dict:
+    """Retention (whatsapp.retention): delete what is older than each tenant's window, in
+    small batches within a bounded time; idempotent, so a redelivered run is harmless."""
+    from whatsapp.retention import purge
+
+    return purge()
