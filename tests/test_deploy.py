@@ -125,11 +125,12 @@ def proxied_web(transactional_db, redis_server, tmp_path):
         web_log.close()
 
 
-def _post_through_proxy(base: str, form: dict, signed_url: str, **headers) -> requests.Response:
+def _post_through_proxy(base: str, form: dict, signed_url: str, token: str | None = None,
+                        **headers) -> requests.Response:
     return requests.post(
         f"{base}/webhooks/twilio/acme/", data=urlencode(form), verify=False, timeout=5, allow_redirects=False,
         headers={"Host": PUBLIC_HOST, "Content-Type": "application/x-www-form-urlencoded",
-                 "X-Twilio-Signature": twilio_signature(signed_url, form), **headers},
+                 "X-Twilio-Signature": twilio_signature(signed_url, form, token), **headers},
     )
 
 
