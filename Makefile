@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SIDECAR := whatsapp/sidecar
 
-.PHONY: run test venv sidecar-deps lint migrate bench soak clean
+.PHONY: run test venv sidecar-deps lint migrate bench soak clean units
 
 venv: $(VENV)/.installed
 
@@ -45,3 +45,9 @@ migrate: venv
 
 clean:
 	rm -rf $(VENV) $(SIDECAR)/node_modules .run .test-db.sqlite3
+
+## systemd units for one host, generated from the Procfile (deploy/systemd/units).
+units: venv
+	rm -rf deploy/systemd/units
+	$(BIN)/honcho export systemd deploy/systemd/units -f "$(CURDIR)/Procfile" -t deploy/systemd/templates \
+		-a whatsapp -d /srv/whatsapp -u whatsapp -s /bin/sh -e /dev/null 2>/dev/null

@@ -7,6 +7,7 @@ DEBUG on or with a secret missing or left at its development default.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import environ
@@ -16,7 +17,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 # A .env file beside manage.py is optional; real environment variables win over it.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# (Read only if present: django-environ logs a missing file, before logging is set up.)
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
 
@@ -89,6 +92,9 @@ SIDECAR_URL = env.str("SIDECAR_URL", default="http://127.0.0.1:3001").rstrip("/"
 SIDECAR_TOKEN = env_secret("SIDECAR_TOKEN", default="dev-sidecar-token")
 # sandbox: a simulated WhatsApp for development and tests; baileys: the real one.
 SIDECAR_TRANSPORT = env.str("SIDECAR_TRANSPORT", default="baileys" if PRODUCTION else "sandbox")
+# The one relaxation a production-mode test may use (tests/test_production_run.py): the
+# sandbox sidecar under production settings. Never set it in a deploy.
+SIDECAR_SANDBOX_IN_PRODUCTION_FOR_TESTS = env_bool("SIDECAR_SANDBOX_IN_PRODUCTION_FOR_TESTS", default=False)
 SIDECAR_CONNECT_TIMEOUT = env.float("SIDECAR_CONNECT_TIMEOUT", default=1.0)
 SIDECAR_READ_TIMEOUT = env.float("SIDECAR_READ_TIMEOUT", default=8.0)
 # The canSend check before each send: a sidecar that cannot answer this fast is skipped.
@@ -272,6 +278,10 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
     },
 }
+if LOG_FORMAT == "json":
+    # Python warnings (a library's deprecation, Celery's "running as root") become log
+    # records too, so a production log is JSON lines only.
+    logging.captureWarnings(True)
 
 if PRODUCTION:
     problems = []
@@ -285,7 +295,7 @@ if PRODUCTION:
     ]:
         if not value or value == default:
             problems.append(f"{name} must be set to a real secret in production")
-    if SIDECAR_TRANSPORT != "baileys":
+    if SIDECAR_TRANSPORT != "baileys" and not SIDECAR_SANDBOX_IN_PRODUCTION_FOR_TESTS:
         # The sandbox "sends" to a simulator: customers would never get those replies.
         problems.append("SIDECAR_TRANSPORT must be baileys in production")
     if len(SECRET_KEY) < 32:

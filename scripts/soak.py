@@ -32,6 +32,14 @@ def phone(i: int) -> str:
 
 
 class Soak:
+    # Where report() records the run in docs/PERFORMANCE.md, and under what title.
+    record_name = "soak"
+    title = "Soak"
+    pace = 0.0  # seconds between two webhooks (0: as fast as the web server takes them)
+
+    def command(self) -> str:
+        return f".venv/bin/python -m scripts.soak --messages {self.messages}  (make soak)"
+
     def __init__(self, stack: Stack, messages: int, minutes: float):
         self.stack = stack
         self.messages = messages
@@ -114,6 +122,8 @@ class Soak:
                 time.sleep(0.5)
             if n % 500 == 0:
                 self.log(f"posted {n}/{len(order)} webhooks")
+            if self.pace:
+                time.sleep(self.pace)
         self.log(f"posted all {len(order)} webhooks ({len(order) - self.messages} duplicates)")
 
     # --- chaos ------------------------------------------------------------------------
@@ -198,8 +208,8 @@ class Soak:
             f"lost:                    {lost}",
             f"answered twice or more:  {twice}",
         ])
-        print("\n== soak result (counted at the fake providers)\n" + result)
-        record("soak", header("Soak", f".venv/bin/python -m scripts.soak --messages {self.messages}  (make soak)")
+        print(f"\n== {self.title.lower()} result (counted at the fake providers)\n" + result)
+        record(self.record_name, header(self.title, self.command())
                + "\nWhat happened during the run:\n\n" + "\n".join(f"    {e}" for e in self.events
                                                          if "replies by status" not in e)
                + "\n\nResult, counted at the fake providers' side:\n\n" + "\n".join(

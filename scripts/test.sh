@@ -23,6 +23,13 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
     || echo "could not install chromium: the browser tests will fail" >&2
 fi
 
+echo "== nginx (for the reverse-proxy test of deploy/nginx)"
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian's nginx-light"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } \
+    || echo "could not install nginx: tests/test_deploy.py will fail" >&2
+fi
+
 echo "== pytest"
 if [ -z "${DATABASE_URL:-}" ]; then
   if ensure_postgres; then
