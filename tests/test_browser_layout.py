@@ -87,3 +87,28 @@ def test_the_sessions_pages_fit_a_1280_px_window(page, operator, tenant, shots):
     assert overflow(page) == []
     for action in ("Start", "Stop", "Restart", "Logout"):
         assert page.locator(f"input[value='{action}']").is_visible()
+
+
+def test_the_tenant_page_shows_where_to_point_twilio_and_fits_a_1280_px_window(page, operator, tenant, shots, settings,  # noqa: F811
+                                                                                 redis_server):
+    settings.PUBLIC_BASE_URL = "https://whatsapp-bot.a-rather-long-domain-name.example.com"
+    tenant.baileys_enabled = True
+    tenant.save()
+
+    log_in(page, operator)
+    page.goto(f"/admin/whatsapp/tenant/{tenant.pk}/change/")
+    assert_styled(page)
+    inbound = page.locator("#twilio-inbound-url")
+    assert inbound.inner_text() == f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/acme/"
+    assert inbound.is_visible()
+    page.screenshot(path=shots / "tenant-1280.png", full_page=True)
+    assert overflow(page) == []
+
+    # Turning WhatsApp Web off says the session is being stopped.
+    page.uncheck("#id_baileys_enabled")
+    page.click("input[name=_continue]")
+    assert "its session is being stopped" in page.inner_text(".messagelist")
+    page.screenshot(path=shots / "tenant-whatsapp-web-off-1280.png", full_page=True)
+
+    page.click("#content .object-tools >> text=WhatsApp Web session")
+    page.wait_for_url("**/admin/whatsapp/sessionstate/tenant/acme/")

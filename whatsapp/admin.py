@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 
 from bots.admin_views import BotTestAdminMixin
 from whatsapp import delivery
+from whatsapp.admin_tenant import TenantConnectAdminMixin
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenant
 
 
@@ -33,7 +34,7 @@ class TenantForm(forms.ModelForm):
 
 
 @admin.register(Tenant)
-class TenantAdmin(BotTestAdminMixin, admin.ModelAdmin):
+class TenantAdmin(TenantConnectAdminMixin, BotTestAdminMixin, admin.ModelAdmin):
     form = TenantForm
     list_display = ("slug", "name", "twilio_number_masked", "baileys_enabled", "twilio_enabled", "engine", "created_at")
     list_filter = ("baileys_enabled", "twilio_enabled", "bot_engine")
