@@ -6,9 +6,13 @@ from __future__ import annotations
 import pytest
 from django.forms.models import model_to_dict
 
+from tests.conftest import wait_for
 from tests.test_sessions_admin import queued_tasks
+from whatsapp.models import SessionState
 
 pytestmark = pytest.mark.django_db
+# The fixtures sandbox, live_django and lifecycle_worker (the real sidecar, sandbox transport).
+pytest_plugins = ["tests.sidecar_fixtures"]
 
 
 def page_of(client, tenant) -> str:
@@ -102,3 +106,23 @@ def test_other_saves_leave_the_session_alone(admin_client, tenant, redis_server,
     tenant.refresh_from_db()
     assert (tenant.name, tenant.baileys_enabled) == ("Acme Bakery & Cafe", after)
     assert queued_tasks(redis_server) == []
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_turning_whatsapp_web_off_really_stops_a_connected_session(admin_client, tenant, sandbox, lifecycle_worker):
+    from whatsapp import lifecycle
+
+    tenant.baileys_enabled = True
+    tenant.save()
+    lifecycle_worker()
+    lifecycle.start.delay("acme")
+    wait_for(lambda: SessionState.objects.filter(tenant=tenant, status="connected").exists(), 20,
+             message="the session to be connected")
+
+    admin_client.post(f"/admin/whatsapp/tenant/{tenant.pk}/change/", tenant_form(tenant, baileys_enabled=False))
+
+    state = wait_for(lambda: SessionState.objects.filter(tenant=tenant, status="stopped").first(), 20,
+                     message="the session to be stopped")
+    assert state.desired == "stopped" and not state.connected
+    assert sandbox.status("acme")["connected"] is False
