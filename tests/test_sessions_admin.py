@@ -105,3 +105,13 @@ def test_staff_with_the_session_permission_see_the_qr_code_and_can_press_the_but
     assert "session-no-manage" not in page
     assert response.status_code == 302
     assert queued_tasks(redis_server) == [("whatsapp.lifecycle.restart", ["acme"])]
+
+
+def test_nobody_deletes_a_session_record_in_the_admin(admin_client, tenant):
+    state = SessionState.objects.create(tenant=tenant, desired="running", status="connected", connected=True)
+
+    assert admin_client.post(f"/admin/whatsapp/sessionstate/{state.pk}/delete/", {"post": "yes"}).status_code == 403
+    admin_client.post("/admin/whatsapp/sessionstate/", {"action": "delete_selected", "_selected_action": [state.pk],
+                                                        "post": "yes"})
+
+    assert SessionState.objects.filter(pk=state.pk).exists()

@@ -52,6 +52,9 @@ class SessionStateAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # the lifecycle worker's record: without it a running session goes unwatched
+
     def has_manage_permission(self, request) -> bool:
         return request.user.has_perm(MANAGE_PERMISSION)
 
