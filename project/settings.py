@@ -174,7 +174,11 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # --- Ops -------------------------------------------------------------------------------
 FLOWER_BASIC_AUTH = env_secret("FLOWER_BASIC_AUTH", default="")
+# Bearer token for /metrics and for /readyz's details.
 METRICS_TOKEN = env_secret("METRICS_TOKEN", default="")
+# In production /metrics needs the token: "only from loopback" is no protection behind a
+# proxy on the same host that does not add X-Forwarded-For (every client looks local).
+METRICS_REQUIRE_TOKEN = PRODUCTION
 LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "text")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 
@@ -302,7 +306,25 @@ if PRODUCTION:
         problems.append("DJANGO_SECRET_KEY must be at least 32 characters")
     if not ALLOWED_HOSTS:
         problems.append("DJANGO_ALLOWED_HOSTS must list the public host names")
+    if "*" in ALLOWED_HOSTS:
+        problems.append("DJANGO_ALLOWED_HOSTS must not be * in production (list the public host names)")
     if problems:
         raise ImproperlyConfigured("; ".join(problems))
+    # HTTPS only (`manage.py check --deploy` is clean with these). Behind a TLS-terminating
+    # proxy, TRUST_PROXY_HEADERS lets Django see https in X-Forwarded-Proto, so the redirect
+    # is right there too; a proxy that cannot send it redirects itself: DJANGO_SSL_REDIRECT=false.
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", default=True)
+    # Browsers then refuse plain http to this host (and its subdomains) for a year. The
+    # preload flag alone enrols nothing: that is a manual submission at hstspreload.org.
+    SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    # No script reads either cookie (the admin posts the token from its forms).
+    SESSION_COOKIE_HTTPONLY = True
+    CSRF_COOKIE_HTTPONLY = True
+
+# Called over plain http from this host or the internal network, never redirected to https:
+# the load balancer's probes, Prometheus, and the sidecar's signed webhooks (SIDECAR_WEBHOOK_BASE).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$", r"^webhooks/baileys/"]

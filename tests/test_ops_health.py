@@ -112,3 +112,33 @@ def test_readyz_is_ready_with_baileys_once_the_lifecycle_worker_runs_the_sidecar
 
     status, body, _ = wait_for(lambda: (r := ready(client))[0] == 200 and r, 20, message="ready with the sidecar")
     assert body["checks"]["sidecar"]["ok"] is True
+
+
+def readyz_unavailable(client, settings, **headers):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    response = client.get("/readyz", **headers)
+    assert response.status_code == 503
+    return response.json()
+
+
+@pytest.mark.parametrize("headers", [
+    {"REMOTE_ADDR": "203.0.113.9"},
+    {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.9"},  # through a proxy on this host
+    {"REMOTE_ADDR": "203.0.113.9", "HTTP_AUTHORIZATION": "Bearer a-wrong-token"},
+])
+def test_an_anonymous_caller_learns_only_whether_the_service_is_ready(client, tenant, settings, headers):
+    settings.METRICS_TOKEN = "a-long-ops-token"
+
+    assert readyz_unavailable(client, settings, **headers) == {"status": "unavailable"}
+
+
+@pytest.mark.parametrize("headers", [
+    {"REMOTE_ADDR": "203.0.113.9", "HTTP_AUTHORIZATION": "Bearer a-long-ops-token"},
+    {"REMOTE_ADDR": "127.0.0.1"},
+])
+def test_the_token_or_a_caller_on_this_machine_get_the_details(client, tenant, settings, headers):
+    settings.METRICS_TOKEN = "a-long-ops-token"
+
+    body = readyz_unavailable(client, settings, **headers)
+
+    assert "redis" in body["failed"] and "refused" in body["checks"]["redis"]["error"].lower()

@@ -77,6 +77,18 @@ def test_without_a_token_metrics_are_served_only_to_this_machine(client, setting
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 401
 
 
+def test_in_production_metrics_need_the_token_even_from_this_machine(client, settings):
+    settings.METRICS_REQUIRE_TOKEN = True  # what DJANGO_ENV=production sets
+    settings.METRICS_TOKEN = ""
+
+    refused = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
+    assert refused.status_code == 401 and b"METRICS_TOKEN" in refused.content
+
+    settings.METRICS_TOKEN = "a-long-metrics-token"
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer a-long-metrics-token").status_code == 200
+
+
 def test_metrics_show_open_dead_letters_breakers_and_sessions_as_they_are_now(client, tenant, redis_server):
     from whatsapp.breakers import get_breaker
 

@@ -10,7 +10,7 @@ import json
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from whatsapp.admin_sessions import qr_data_uri
+from whatsapp.admin_sessions import ACTIONS, qr_data_uri
 from whatsapp.models import SessionState
 
 pytestmark = pytest.mark.django_db
@@ -61,11 +61,57 @@ def test_a_button_enqueues_the_lifecycle_task_on_the_baileys_queue(admin_client,
     assert queued_tasks(redis_server) == [(f"whatsapp.lifecycle.{action}", ["acme"])]
 
 
-def test_staff_who_may_only_view_sessions_cannot_press_the_buttons(client, tenant, redis_server):
-    user = User.objects.create_user("viewer", password="pw-1234-long", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_sessionstate"))
+def staff_with(client, *codenames: str) -> User:
+    user = User.objects.create_user("sam", password="pw-1234-long", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     client.force_login(user)
+    return user
+
+
+def test_staff_who_may_only_view_sessions_cannot_press_the_buttons(client, tenant, redis_server):
+    staff_with(client, "view_sessionstate")
 
     assert client.get("/admin/whatsapp/sessionstate/tenant/acme/").status_code == 200
     assert client.post("/admin/whatsapp/sessionstate/tenant/acme/logout/").status_code == 403
     assert queued_tasks(redis_server) == []
+
+
+@pytest.mark.parametrize("codenames", [("view_sessionstate",), ("view_sessionstate", "change_sessionstate")])
+def test_staff_without_the_session_permission_see_the_status_but_not_the_qr_code_or_the_buttons(
+    client, tenant, redis_server, codenames
+):
+    SessionState.objects.create(tenant=tenant, desired="running", status="waiting_for_qr", qr=QR)
+    staff_with(client, *codenames)
+
+    page = client.get("/admin/whatsapp/sessionstate/tenant/acme/").content.decode()
+
+    assert "waiting_for_qr" in page
+    assert "session-qr" not in page and "data:image/svg+xml" not in page
+    assert "A QR code is waiting to be scanned" in page and "whatsapp.manage_session" in page
+    assert 'value="Logout"' not in page and 'value="Start"' not in page
+    for action in ACTIONS:
+        assert client.post(f"/admin/whatsapp/sessionstate/tenant/acme/{action}/").status_code == 403
+    assert queued_tasks(redis_server) == []
+
+
+def test_staff_with_the_session_permission_see_the_qr_code_and_can_press_the_buttons(client, tenant, redis_server):
+    SessionState.objects.create(tenant=tenant, desired="running", status="waiting_for_qr", qr=QR)
+    staff_with(client, "view_sessionstate", "manage_session")
+
+    page = client.get("/admin/whatsapp/sessionstate/tenant/acme/").content.decode()
+    response = client.post("/admin/whatsapp/sessionstate/tenant/acme/restart/")
+
+    assert 'id="session-qr"' in page and 'value="Logout"' in page
+    assert "session-no-manage" not in page
+    assert response.status_code == 302
+    assert queued_tasks(redis_server) == [("whatsapp.lifecycle.restart", ["acme"])]
+
+
+def test_nobody_deletes_a_session_record_in_the_admin(admin_client, tenant):
+    state = SessionState.objects.create(tenant=tenant, desired="running", status="connected", connected=True)
+
+    assert admin_client.post(f"/admin/whatsapp/sessionstate/{state.pk}/delete/", {"post": "yes"}).status_code == 403
+    admin_client.post("/admin/whatsapp/sessionstate/", {"action": "delete_selected", "_selected_action": [state.pk],
+                                                        "post": "yes"})
+
+    assert SessionState.objects.filter(pk=state.pk).exists()

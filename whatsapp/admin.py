@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from bots.admin_views import BotTestAdminMixin
 from whatsapp import delivery
 from whatsapp.admin_privacy import ContactErasureMixin
+from whatsapp.admin_tenant import TenantConnectAdminMixin
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenant
 
 
@@ -34,7 +35,7 @@ class TenantForm(forms.ModelForm):
 
 
 @admin.register(Tenant)
-class TenantAdmin(BotTestAdminMixin, admin.ModelAdmin):
+class TenantAdmin(TenantConnectAdminMixin, BotTestAdminMixin, admin.ModelAdmin):
     form = TenantForm
     list_display = ("slug", "name", "twilio_number_masked", "baileys_enabled", "twilio_enabled", "engine", "created_at")
     list_filter = ("baileys_enabled", "twilio_enabled", "bot_engine")
@@ -86,8 +87,23 @@ class AttemptInline(admin.TabularInline):
         return False
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """A record of what happened, to read: nobody (superusers included) adds, edits or
+    deletes one here. Delivery state changes only through the dead-letter actions, which
+    check permissions and transitions; erasure and retention delete through their own paths."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(RecordAdmin):
     list_display = ("id", "created_at", "tenant", "direction", "contact", "short_body", "status", "provider", "engine")
     list_filter = ("direction", "status", "provider", "tenant", "engine", "media_type")
     search_fields = ("body", "provider_message_id", "=idempotency_key", "=correlation_id", "contact__phone")
@@ -105,7 +121,7 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(admin.ModelAdmin):
+class DeliveryAttemptAdmin(RecordAdmin):
     list_display = ("started_at", "message", "provider", "outcome", "duration_ms", "error_code")
     list_filter = ("provider", "outcome", "message__tenant")
     search_fields = ("provider_message_id", "error", "=message__id")

@@ -1,7 +1,8 @@
 """Admin: the WhatsApp Web session of each tenant. Staff see its state as the lifecycle
 worker's health check last recorded it (SessionState), scan the QR code to pair a phone,
 and press start/stop/restart/logout, which only enqueue lifecycle tasks: the web process
-never calls the sidecar."""
+never calls the sidecar. Viewing a session needs view access; its QR code (which pairs a
+phone to the tenant's number) and its buttons need the `whatsapp.manage_session` permission."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from whatsapp.models import SessionState, Tenant
@@ -22,6 +24,7 @@ ACTIONS = {
     "restart": "Restart requested (it waits for sends in flight).",
     "logout": "Logout requested: the device is unlinked; the next start shows a new QR code.",
 }
+MANAGE_PERMISSION = "whatsapp.manage_session"
 
 
 def qr_data_uri(qr: str) -> str:
@@ -37,10 +40,9 @@ def session_url(tenant_slug: str) -> str:
 
 @admin.register(SessionState)
 class SessionStateAdmin(admin.ModelAdmin):
-    list_display = (
-        "tenant", "status", "can_send", "auth_paired", "last_disconnect", "reconnect_attempts", "stop_reason", "alert",
-        "updated_at", "open_link",
-    )
+    # Few, short columns, so the list fits 1280 px beside the filters: the tenant links to
+    # its session page, which has the rest (phone paired, reconnect attempts, whole alert).
+    list_display = ("tenant", "status", "can_send", "last_disconnect", "short_alert", "checked")
     list_filter = ("status", "stop_reason", "can_send", "auth_paired")
     search_fields = ("tenant__slug", "tenant__name")
     list_select_related = ("tenant",)
@@ -50,15 +52,25 @@ class SessionStateAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # the lifecycle worker's record: without it a running session goes unwatched
+
+    def has_manage_permission(self, request) -> bool:
+        return request.user.has_perm(MANAGE_PERMISSION)
+
     @admin.display(description="Last disconnect")
     def last_disconnect(self, obj):
         if obj.last_disconnect_code is None and not obj.last_disconnect_reason:
             return "-"
         return f"{obj.last_disconnect_code or ''} {obj.last_disconnect_reason}".strip()
 
-    @admin.display(description="")
-    def open_link(self, obj):
-        return format_html('<a href="{}">Open</a>', session_url(obj.tenant.slug))
+    @admin.display(description="Alert")
+    def short_alert(self, obj):
+        return Truncator(obj.alert).chars(70)
+
+    @admin.display(description="Checked", ordering="updated_at")
+    def checked(self, obj):
+        return f"{timesince(obj.updated_at)} ago"
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -85,21 +97,23 @@ class SessionStateAdmin(admin.ModelAdmin):
             raise PermissionDenied
         tenant = get_object_or_404(Tenant, slug=slug)
         state = SessionState.objects.filter(tenant=tenant).first()
+        can_manage = self.has_manage_permission(request)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": f"WhatsApp session: {tenant.name}",
             "tenant": tenant,
             "state": state,
-            "qr_image": qr_data_uri(state.qr) if state and state.qr else "",
-            "can_act": self.has_change_permission(request),
+            "qr_waiting": bool(state and state.qr),
+            "qr_image": qr_data_uri(state.qr) if can_manage and state and state.qr else "",
+            "can_act": can_manage,
             "actions": list(ACTIONS),
             "refresh_seconds": max(2, int(settings.SESSION_HEALTH_INTERVAL_SECONDS // 2)),
         }
         return render(request, "admin/whatsapp/sessionstate/session.html", context)
 
     def action_view(self, request, slug, action):
-        if not self.has_change_permission(request):
+        if not self.has_manage_permission(request):
             raise PermissionDenied
         tenant = get_object_or_404(Tenant, slug=slug)
         if action not in ACTIONS:

@@ -349,6 +349,10 @@ class SessionState(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        # Seeing the QR code is pairing a phone to the tenant's number: more than viewing.
+        permissions = [("manage_session", "Can pair (see the QR code), start, stop, restart and log out sessions")]
+
     def __str__(self) -> str:
         return f"{self.tenant.slug}: {self.status}"
 

@@ -1,7 +1,8 @@
 """/healthz: the process is up. /readyz: the process can do its job right now, i.e. the
 database, Redis, the Baileys sidecar (only when some tenant uses it) and a live worker for
-every queue answer. Every check is bounded to well under a second, and the JSON body
-names each failed dependency, so a load balancer and a person read the same answer."""
+every queue answer. Every check is bounded to well under a second. Anyone gets the
+answer (200 or 503, and `{"status": ...}`); the details, which name each failed dependency
+and its error, need the ops token (METRICS_TOKEN) or a caller on this machine."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from whatsapp.ops import heartbeat
+from whatsapp.ops import access, heartbeat
 
 # Bounds for each probe; /readyz must answer fast even when everything is down.
 PROBE_TIMEOUT = 0.5
@@ -110,4 +111,7 @@ def readiness() -> dict:
 @require_safe
 def readyz(request) -> JsonResponse:
     body = readiness()
-    return JsonResponse(body, status=200 if not body["failed"] else 503)
+    status = 200 if not body["failed"] else 503
+    if not (access.has_token(request) or access.from_loopback(request)):
+        body = {"status": body["status"]}  # error texts name hosts, ports and queues
+    return JsonResponse(body, status=status)
