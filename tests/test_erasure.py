@@ -192,12 +192,16 @@ def test_staff_need_the_erase_permission_and_must_confirm(customer, bystander, s
     assert Contact.objects.filter(pk=customer.pk).exists()
 
     done = client.post(url, {**chosen, "post": "yes"}, follow=True)
-    assert b"Erased" in done.content
+    assert b"Erased contact \xe2\x80\xa64567 (acme), erasure #" in done.content
+    assert not any(n.encode() in done.content for n in NEEDLES)
     assert not Contact.objects.filter(pk=customer.pk).exists()
     assert ErasureLog.objects.get().requested_by == "dora"
     assert tables_holding(NEEDLES) == []
     assert Contact.objects.filter(pk=bystander.pk).exists()
     assert files_holding(sidecar, NEEDLES) == []
+    client.force_login(User.objects.create_superuser("root"))
+    log_page = client.get("/admin/whatsapp/erasurelog/")
+    assert b"dora" in log_page.content and not any(n.encode() in log_page.content for n in NEEDLES)
 
 
 @pytest.mark.integration

@@ -29,7 +29,8 @@ class ContactErasureMixin:
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             })
         for contact in contacts:
-            shown = str(contact)  # name and the last four digits, for the person who asked
+            # The last four digits only: this text travels in a cookie until it is shown.
+            shown = f"contact …{(contact.phone or contact.lid_jid.split('@')[0])[-4:]}"
             try:
                 record = erase(contact, requested_by=request.user.get_username(), via="admin")
             except ErasureRefused as exc:
