@@ -113,9 +113,9 @@ class Lease:
 
     def keep_renewed(self, on_lost: Callable[[str | None], None]) -> None:
         """Renew every sixth of the TTL in a daemon thread (every second while Redis
-        fails). on_lost(holder) is called once, at least half the TTL before
-        self.expires_at: when another process holds the lease, or (holder None) when
-        renewing failed until a try could no longer end before half the TTL."""
+        fails). on_lost(holder) is called once: when another process holds the lease, or
+        (holder None) when renewing failed until a try could no longer end before half
+        the TTL, so that at least half the TTL is left before self.expires_at."""
         interval = self.ttl / 6
 
         def last_try_at() -> float:
