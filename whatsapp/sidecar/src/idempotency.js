@@ -62,12 +62,14 @@ export class IdempotencyStore {
 
   /**
    * Write the whole record for `rec.key` (stamped with `at`). `index: false` skips the
-   * message-id entry when the caller already wrote it for this id.
+   * message-id entry when the caller already wrote it for this id. `durable: false` skips
+   * the directory fsync: for updates after the first "pending", whose loss in a crash
+   * leaves the key pending, which reads as unknown and is never re-sent (the safe side).
    */
-  async record(tenant, rec, { index = true } = {}) {
+  async record(tenant, rec, { index = true, durable = true } = {}) {
     await this._migrated(tenant);
     const full = { ...rec, at: rec.at || new Date().toISOString() };
-    await mutexFor(`idem:${this.keyFile(tenant, rec.key)}`).run(() => this._write(tenant, full, { index }));
+    await mutexFor(`idem:${this.keyFile(tenant, rec.key)}`).run(() => this._write(tenant, full, { index, sync: durable }));
     return full;
   }
 

@@ -441,21 +441,21 @@ export class SessionManager {
     const base = { key, fp, toHash, messageId };
     s.acks.bind(messageId, key);
     // The id is on disk before the wait, so a late ack or error can still settle the key.
-    await this.idem.record(tenant, { ...base, outcome: 'pending', written: true });
+    await this.idem.record(tenant, { ...base, outcome: 'pending', written: true }, { durable: false });
     const acked = await s.acks.wait(messageId, this.config.ackTimeoutMs);
     const durationMs = Date.now() - started;
     if (acked === true) {
-      await this.idem.record(tenant, { ...base, outcome: 'sent', durationMs }, { index: false });
+      await this.idem.record(tenant, { ...base, outcome: 'sent', durationMs }, { index: false, durable: false });
       this.logger.info({ tenant, idempotencyKey: key, messageId, durationMs }, 'send_done');
       return { httpStatus: 200, body: { status: 'sent', messageId, idempotencyKey: key, duplicate: false } };
     }
     if (acked === false) {
       const error = 'WhatsApp answered the message with an error status';
-      await this.idem.record(tenant, { ...base, outcome: 'failed', error, durationMs }, { index: false });
+      await this.idem.record(tenant, { ...base, outcome: 'failed', error, durationMs }, { index: false, durable: false });
       this.logger.error({ tenant, idempotencyKey: key, messageId, durationMs }, 'send_server_error');
       return { httpStatus: 502, body: { error: 'send_failed', detail: error, idempotencyKey: key } };
     }
-    await this.idem.record(tenant, { ...base, outcome: 'unknown', error: `written, but no server ack within ${this.config.ackTimeoutMs} ms`, durationMs }, { index: false });
+    await this.idem.record(tenant, { ...base, outcome: 'unknown', error: `written, but no server ack within ${this.config.ackTimeoutMs} ms`, durationMs }, { index: false, durable: false });
     this.logger.error({ tenant, idempotencyKey: key, messageId, durationMs, ackTimeoutMs: this.config.ackTimeoutMs }, 'send_ack_timeout');
     await this._applyAck(s, messageId, key); // an ack that raced the record above
     return { httpStatus: 504, body: { error: 'ack_timeout', detail: `written to WhatsApp, but no server ack within ${this.config.ackTimeoutMs} ms; outcome unknown`, idempotencyKey: key, messageId } };
