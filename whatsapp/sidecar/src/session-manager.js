@@ -44,6 +44,7 @@ class Session {
     this.acks = new AckTracker(); // outlives sockets: a late ack may come on the next one
     this.appendSince = null; // seconds; `append` upserts from then on are new messages
     this.openedAt = null;
+    this.marking = Promise.resolve();
   }
 
   waitingAck(messageId) {
@@ -164,6 +165,7 @@ export class SessionManager {
     t.on('messages.upsert', (u) => this._onUpsert(s, t, u));
     t.on('messages.update', (u) => this._onReceipts(s, t, u));
 
+    await s.marking;
     s.appendSince = await this.marks.appendSince(tenant).catch(() => null);
     s.openedAt = null;
     try {
@@ -269,8 +271,9 @@ export class SessionManager {
     }
   }
 
+  // Marks are written in order, and the next start reads the mark only after they land.
   _mark(s, connectedAt, why) {
-    this.marks.record(s.tenant, connectedAt).then(
+    s.marking = s.marking.then(() => this.marks.record(s.tenant, connectedAt)).then(
       () => this.logger.info({ tenant: s.tenant, connectedAt, why }, 'connection_marked'),
       (err) => this.logger.error({ tenant: s.tenant, err: err.message }, 'connection_mark_failed'),
     );
