@@ -149,6 +149,11 @@ export class SessionManager {
     await s.closing; // close old before new, always
     if (s.transport) await this._teardown(s);
     const tenant = s.tenant;
+    // Read before the socket exists: its offline `append` upserts are judged by this mark.
+    await s.marking;
+    s.appendSince = await this.marks.appendSince(tenant).catch(() => null);
+    s.openedAt = null;
+    if (s.stopping) return { kind: 'stopped' }; // a stop came while we read: no new socket
     const log = this.logger.child({ tenant });
     const t = this.factory({ tenant, authDir: this.authDir(tenant), logger: log, config: this.config });
     s.socketsCreated++;
@@ -165,9 +170,6 @@ export class SessionManager {
     t.on('messages.upsert', (u) => this._onUpsert(s, t, u));
     t.on('messages.update', (u) => this._onReceipts(s, t, u));
 
-    await s.marking;
-    s.appendSince = await this.marks.appendSince(tenant).catch(() => null);
-    s.openedAt = null;
     try {
       await t.start();
     } catch (err) {
