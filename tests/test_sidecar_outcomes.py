@@ -10,7 +10,7 @@ import pytest
 from bots.models import Rule
 from tests.conftest import wait_for
 from whatsapp import lifecycle
-from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, SessionState, Status
+from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, SessionState, Status, Tenant
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 pytest_plugins = ["tests.sidecar_fixtures"]
@@ -114,3 +114,45 @@ def test_the_longest_whatsapp_text_reaches_django_and_is_stored_whole(
     stored = wait_for(lambda: Message.objects.filter(direction=Direction.INBOUND, provider_message_id="WAID-LONG")
                       .first(), 20, message="the long message stored")
     assert stored.body == text
+
+
+def rejected(sandbox) -> list[dict]:
+    response = sandbox.http.get(f"{sandbox.base}/inbound/rejected", timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+def test_a_message_for_a_tenant_renamed_meanwhile_is_retried_and_stored_once_the_name_is_back(
+    baileys_tenant, sandbox, lifecycle_worker, tmp_path
+):
+    lifecycle_worker()
+    connect("acme")
+    Tenant.objects.filter(pk=baileys_tenant.pk).update(slug="acme-renamed")  # Django answers 404
+
+    sandbox.inbound("acme", **{"from": "15551234567", "text": "hello?", "id": "WAID-RENAMED"})
+    access_log = tmp_path / "web.log"  # written by the live_django fixture
+    wait_for(lambda: '"POST /webhooks/baileys/acme/ HTTP/1.1" 404' in access_log.read_text(), 10,
+             message="Django refusing the message for the unknown tenant")
+    Tenant.objects.filter(pk=baileys_tenant.pk).update(slug="acme")
+
+    stored = wait_for(lambda: Message.objects.filter(provider_message_id="WAID-RENAMED").first(), 30,
+                      message="the message stored after the retry")
+    assert stored.body == "hello?"
+    assert rejected(sandbox) == []
+
+
+def test_a_message_django_refuses_for_good_is_offered_back_with_django_s_reason(
+    baileys_tenant, sandbox, lifecycle_worker
+):
+    lifecycle_worker(SIDECAR_WEBHOOK_AUTH_RETRY_MS=500)
+    connect("acme")
+    Tenant.objects.filter(pk=baileys_tenant.pk).update(slug="acme-renamed")
+
+    sandbox.inbound("acme", **{"from": "15551234567", "text": "anyone?", "id": "WAID-LOST"})
+
+    [item] = wait_for(lambda: rejected(sandbox), 20, message="the refused message offered as rejected")
+    assert (item["tenant"], item["kind"], item["httpStatus"]) == ("acme", "message", 404)
+    assert item["error"].startswith("unknown_tenant")
+    assert item["payload"]["id"] == "WAID-LOST" and item["payload"]["text"] == "anyone?"
+    assert sandbox.http.delete(f"{sandbox.base}/inbound/rejected/{item['id']}", timeout=5).status_code == 204
+    assert rejected(sandbox) == []

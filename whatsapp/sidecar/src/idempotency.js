@@ -53,18 +53,23 @@ export class IdempotencyStore {
     return rec && rec.key === key && OUTCOMES.includes(rec.outcome) ? rec : null;
   }
 
-  async _write(tenant, rec, { sync = true } = {}) {
+  async _write(tenant, rec, { sync = true, index = true } = {}) {
     await writeFileAtomic(this.keyFile(tenant, rec.key), JSON.stringify(rec), { syncDir: sync });
-    if (rec.messageId) {
+    if (rec.messageId && index) {
       await writeFileAtomic(this.messageFile(tenant, rec.messageId), JSON.stringify({ messageId: rec.messageId, key: rec.key }), { syncDir: sync });
     }
   }
 
-  /** Write the whole record for `rec.key` (stamped with `at`). */
-  async record(tenant, rec) {
+  /**
+   * Write the whole record for `rec.key` (stamped with `at`). `index: false` skips the
+   * message-id entry when the caller already wrote it for this id. `durable: false` skips
+   * the directory fsync: for updates after the first "pending", whose loss in a crash
+   * leaves the key pending, which reads as unknown and is never re-sent (the safe side).
+   */
+  async record(tenant, rec, { index = true, durable = true } = {}) {
     await this._migrated(tenant);
     const full = { ...rec, at: rec.at || new Date().toISOString() };
-    await mutexFor(`idem:${this.keyFile(tenant, rec.key)}`).run(() => this._write(tenant, full));
+    await mutexFor(`idem:${this.keyFile(tenant, rec.key)}`).run(() => this._write(tenant, full, { index, sync: durable }));
     return full;
   }
 
@@ -78,7 +83,7 @@ export class IdempotencyStore {
       const rec = await this._read(this.keyFile(tenant, key));
       if (!rec || !from.includes(rec.outcome)) return null;
       const next = { ...rec, ...patch, at: new Date().toISOString() };
-      await this._write(tenant, next);
+      await this._write(tenant, next, { index: next.messageId !== rec.messageId });
       return next;
     });
   }

@@ -33,6 +33,8 @@ export function maskDeep(value, key = '', depth = 0, seen = new WeakSet()) {
     return copy;
   }
   if (Array.isArray(value)) return value.map((v) => maskDeep(v, key, depth + 1, seen));
+  // Dates, Longs and the like log as their JSON form, not as an empty object.
+  if (Object.getPrototypeOf(value) !== Object.prototype && typeof value.toJSON === 'function') return maskDeep(value.toJSON(), key, depth + 1, seen);
   const out = {};
   for (const [k, v] of Object.entries(value)) out[k] = maskDeep(v, k, depth + 1, seen);
   return out;

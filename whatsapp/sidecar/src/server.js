@@ -22,7 +22,7 @@ async function main() {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'sidecar_shutting_down');
-    const hard = setTimeout(() => process.exit(1), config.sendTimeoutMs + 15000);
+    const hard = setTimeout(() => process.exit(1), config.sendTimeoutMs + config.ackTimeoutMs + 15000);
     hard.unref();
     await app.close().catch((err) => logger.error({ err: err.message }, 'shutdown_failed'));
     process.exit(0);

@@ -44,6 +44,7 @@ class Session {
     this.acks = new AckTracker(); // outlives sockets: a late ack may come on the next one
     this.appendSince = null; // seconds; `append` upserts from then on are new messages
     this.openedAt = null;
+    this.marking = Promise.resolve();
   }
 
   waitingAck(messageId) {
@@ -148,6 +149,11 @@ export class SessionManager {
     await s.closing; // close old before new, always
     if (s.transport) await this._teardown(s);
     const tenant = s.tenant;
+    // Read before the socket exists: its offline `append` upserts are judged by this mark.
+    await s.marking;
+    s.appendSince = await this.marks.appendSince(tenant).catch(() => null);
+    s.openedAt = null;
+    if (s.stopping) return { kind: 'stopped' }; // a stop came while we read: no new socket
     const log = this.logger.child({ tenant });
     const t = this.factory({ tenant, authDir: this.authDir(tenant), logger: log, config: this.config });
     s.socketsCreated++;
@@ -164,8 +170,6 @@ export class SessionManager {
     t.on('messages.upsert', (u) => this._onUpsert(s, t, u));
     t.on('messages.update', (u) => this._onReceipts(s, t, u));
 
-    s.appendSince = await this.marks.appendSince(tenant).catch(() => null);
-    s.openedAt = null;
     try {
       await t.start();
     } catch (err) {
@@ -269,8 +273,9 @@ export class SessionManager {
     }
   }
 
+  // Marks are written in order, and the next start reads the mark only after they land.
   _mark(s, connectedAt, why) {
-    this.marks.record(s.tenant, connectedAt).then(
+    s.marking = s.marking.then(() => this.marks.record(s.tenant, connectedAt)).then(
       () => this.logger.info({ tenant: s.tenant, connectedAt, why }, 'connection_marked'),
       (err) => this.logger.error({ tenant: s.tenant, err: err.message }, 'connection_mark_failed'),
     );
@@ -441,21 +446,21 @@ export class SessionManager {
     const base = { key, fp, toHash, messageId };
     s.acks.bind(messageId, key);
     // The id is on disk before the wait, so a late ack or error can still settle the key.
-    await this.idem.record(tenant, { ...base, outcome: 'pending', written: true });
+    await this.idem.record(tenant, { ...base, outcome: 'pending', written: true }, { durable: false });
     const acked = await s.acks.wait(messageId, this.config.ackTimeoutMs);
     const durationMs = Date.now() - started;
     if (acked === true) {
-      await this.idem.record(tenant, { ...base, outcome: 'sent', durationMs });
+      await this.idem.record(tenant, { ...base, outcome: 'sent', durationMs }, { index: false, durable: false });
       this.logger.info({ tenant, idempotencyKey: key, messageId, durationMs }, 'send_done');
       return { httpStatus: 200, body: { status: 'sent', messageId, idempotencyKey: key, duplicate: false } };
     }
     if (acked === false) {
       const error = 'WhatsApp answered the message with an error status';
-      await this.idem.record(tenant, { ...base, outcome: 'failed', error, durationMs });
+      await this.idem.record(tenant, { ...base, outcome: 'failed', error, durationMs }, { index: false, durable: false });
       this.logger.error({ tenant, idempotencyKey: key, messageId, durationMs }, 'send_server_error');
       return { httpStatus: 502, body: { error: 'send_failed', detail: error, idempotencyKey: key } };
     }
-    await this.idem.record(tenant, { ...base, outcome: 'unknown', error: `written, but no server ack within ${this.config.ackTimeoutMs} ms`, durationMs });
+    await this.idem.record(tenant, { ...base, outcome: 'unknown', error: `written, but no server ack within ${this.config.ackTimeoutMs} ms`, durationMs }, { index: false, durable: false });
     this.logger.error({ tenant, idempotencyKey: key, messageId, durationMs, ackTimeoutMs: this.config.ackTimeoutMs }, 'send_ack_timeout');
     await this._applyAck(s, messageId, key); // an ack that raced the record above
     return { httpStatus: 504, body: { error: 'ack_timeout', detail: `written to WhatsApp, but no server ack within ${this.config.ackTimeoutMs} ms; outcome unknown`, idempotencyKey: key, messageId } };
