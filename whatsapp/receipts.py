@@ -25,6 +25,9 @@ PROVIDER_STATUS = {
 }
 CONFIRMS_DELIVERY = {Status.SENT, Status.DELIVERED, Status.READ}
 FAILURES = {Status.FAILED, Status.UNDELIVERED}
+# Statuses that prove the provider holds the message (Twilio: queued onwards; a scheduled
+# or canceled message would not, and we never schedule).
+HELD_BY_PROVIDER = {"accepted", "queued", "sending", "sent", "delivered", "read", "server_ack"}
 TIMESTAMP_FIELD = {Status.SENT: "sent_at", Status.DELIVERED: "delivered_at", Status.READ: "read_at"}
 
 
@@ -59,7 +62,8 @@ def settle_pending_attempt(message: Message, provider: str, provider_message_id:
     """The part's attempt is pending (the worker died, or the provider's answer was lost):
     a receipt for it proves the provider has the message. Conditional UPDATE, so the
     worker that holds the claim and this receipt cannot both write an outcome."""
-    if part is None or not provider_message_id:
+    failed = PROVIDER_STATUS.get(provider_status) in FAILURES
+    if part is None or not provider_message_id or not (failed or provider_status in HELD_BY_PROVIDER):
         return False
     if DeliveryAttempt.objects.filter(provider=provider, provider_message_id=provider_message_id).exists():
         return False  # already known as some attempt's message
@@ -70,7 +74,6 @@ def settle_pending_attempt(message: Message, provider: str, provider_message_id:
     )
     if pending is None:
         return False
-    failed = PROVIDER_STATUS.get(provider_status) in FAILURES
     settled = DeliveryAttempt.objects.filter(pk=pending, outcome__in=[Outcome.STARTED, Outcome.AMBIGUOUS]).update(
         outcome=Outcome.FAILED if failed else Outcome.ACCEPTED, provider_message_id=provider_message_id,
         error=failure_reason(provider, provider_status, error_code) if failed
