@@ -1,5 +1,6 @@
 """Delivery receipts: Twilio status callbacks (signed) and sidecar acks move a reply
-forward, never backwards, and a late failure is recorded without a re-send."""
+forward, never backwards; a failure after acceptance fails over or dead-letters the
+reply with the provider's reason; a failure after delivery is recorded without a re-send."""
 
 from __future__ import annotations
 
