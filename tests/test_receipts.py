@@ -102,6 +102,10 @@ def test_a_failed_ack_from_the_sidecar_fails_over_to_twilio_which_sends_it_once(
     assert outcomes(message) == [("baileys", "failed"), ("twilio", "accepted")]
     assert len(twilio.sent_to(message.contact.phone)) == 1
     assert message.provider_message_id == twilio.sent_to(message.contact.phone)[0]["sid"]
+    # The sidecar repeating its failure does not touch the reply Twilio sent.
+    assert sidecar_ack(client, settings, message, "3EB0F", "failed").json()["applied"] is False
+    message.refresh_from_db()
+    assert message.status == Status.SENT
 
 
 def test_receipt_handling_takes_the_same_few_queries_however_many_attempts_are_stored(

@@ -103,6 +103,9 @@ def apply_receipt(message: Message, provider_status: str, error_code: str = "", 
                                                  key_part(idempotency_key), str(error_code or ""), reason)
         if handled is not None:
             return handled
+        if DeliveryAttempt.objects.filter(provider=provider, provider_message_id=provider_message_id,
+                                          outcome=Outcome.FAILED).exists():
+            return False  # a repeat of a failure already failed over: the reply went out another way
     fields = {}
     if new_status in TIMESTAMP_FIELD:
         fields[TIMESTAMP_FIELD[new_status]] = timezone.now()
