@@ -210,3 +210,24 @@ def test_a_receipt_does_not_touch_a_reply_that_is_still_being_sent(client, tenan
     assert callback(client, "delivered", sid="SMx").json()["applied"] is False
     message.refresh_from_db()
     assert message.status == Status.SENDING
+
+
+def test_a_failure_receipt_that_comes_while_a_worker_still_holds_the_reply_is_acted_on_when_it_finishes(
+        client, tenant, twilio):
+    """Twilio can report 63024 within a second, before the worker that sent the reply has
+    marked it sent: the failure is kept on the attempt and the worker acts on it."""
+    from tests.delivery_helpers import drive
+
+    message = make_reply(tenant)
+    Message.objects.filter(pk=message.pk).update(status=Status.SENDING, provider="twilio", provider_message_id="SMabc",
+                                                 parts_sent=1)
+    message.attempts.create(provider="twilio", outcome="accepted", part=0, provider_message_id="SMabc")
+    assert callback(client, "undelivered", error_code="63024").json()["status"] == "sending"
+    assert message.attempts.get().outcome == "failed"
+
+    Message.objects.filter(pk=message.pk).update(status=Status.QUEUED)  # its worker stopped before finishing
+    message = drive(message)
+    assert message.status == Status.DEAD
+    letter = DeadLetter.objects.get(message=message)
+    assert letter.reason == DeadLetter.Reason.UNDELIVERED and "63024" in letter.last_error
+    assert twilio.requests == 0, "Twilio, the provider that failed, is not asked again"

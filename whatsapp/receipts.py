@@ -90,14 +90,8 @@ def apply_receipt(message: Message, provider_status: str, error_code: str = "", 
     """Move the message forward if that is a move forward; return whether it moved."""
     provider_status = (provider_status or "").lower()
     new_status = PROVIDER_STATUS.get(provider_status)
-    if message.status in (Status.QUEUED, Status.SENDING):
-        # The sending worker owns the message (more parts may follow). A receipt only
-        # settles the attempt of its own part, which the worker then takes as accepted.
-        return settle_pending_attempt(message, provider, provider_message_id, key_part(idempotency_key),
-                                      provider_status, error_code)
-    if new_status is None:
-        return False  # queued/accepted/sending: nothing we do not already know
-    if new_status in FAILURES and message.status == Status.SENT:
+    if new_status in FAILURES and message.status in (Status.SENT, Status.QUEUED, Status.SENDING):
+        # Accepted, then failed: fail over or dead-letter (recorded only while a worker holds it).
         reason = failure_reason(provider, provider_status, error_code)
         handled = delivery.fail_after_acceptance(message, provider, provider_message_id,
                                                  key_part(idempotency_key), str(error_code or ""), reason)
@@ -106,6 +100,13 @@ def apply_receipt(message: Message, provider_status: str, error_code: str = "", 
         if DeliveryAttempt.objects.filter(provider=provider, provider_message_id=provider_message_id,
                                           outcome=Outcome.FAILED).exists():
             return False  # a repeat of a failure already failed over: the reply went out another way
+    if message.status in (Status.QUEUED, Status.SENDING):
+        # The sending worker owns the message (more parts may follow). A receipt only
+        # settles the attempt of its own part, which the worker then takes as accepted.
+        return settle_pending_attempt(message, provider, provider_message_id, key_part(idempotency_key),
+                                      provider_status, error_code)
+    if new_status is None:
+        return False  # queued/accepted/sending: nothing we do not already know
     fields = {}
     if new_status in TIMESTAMP_FIELD:
         fields[TIMESTAMP_FIELD[new_status]] = timezone.now()
