@@ -1,5 +1,6 @@
 """Delivery receipts: Twilio status callbacks (signed) and sidecar acks move a reply
-forward, never backwards, and a late failure is recorded without a re-send."""
+forward, never backwards; a failure after acceptance fails over or dead-letters the
+reply with the provider's reason; a failure after delivery is recorded without a re-send."""
 
 from __future__ import annotations
 
@@ -101,6 +102,10 @@ def test_a_failed_ack_from_the_sidecar_fails_over_to_twilio_which_sends_it_once(
     assert outcomes(message) == [("baileys", "failed"), ("twilio", "accepted")]
     assert len(twilio.sent_to(message.contact.phone)) == 1
     assert message.provider_message_id == twilio.sent_to(message.contact.phone)[0]["sid"]
+    # The sidecar repeating its failure does not touch the reply Twilio sent.
+    assert sidecar_ack(client, settings, message, "3EB0F", "failed").json()["applied"] is False
+    message.refresh_from_db()
+    assert message.status == Status.SENT
 
 
 def test_receipt_handling_takes_the_same_few_queries_however_many_attempts_are_stored(
@@ -205,3 +210,24 @@ def test_a_receipt_does_not_touch_a_reply_that_is_still_being_sent(client, tenan
     assert callback(client, "delivered", sid="SMx").json()["applied"] is False
     message.refresh_from_db()
     assert message.status == Status.SENDING
+
+
+def test_a_failure_receipt_that_comes_while_a_worker_still_holds_the_reply_is_acted_on_when_it_finishes(
+        client, tenant, twilio):
+    """Twilio can report 63024 within a second, before the worker that sent the reply has
+    marked it sent: the failure is kept on the attempt and the worker acts on it."""
+    from tests.delivery_helpers import drive
+
+    message = make_reply(tenant)
+    Message.objects.filter(pk=message.pk).update(status=Status.SENDING, provider="twilio", provider_message_id="SMabc",
+                                                 parts_sent=1)
+    message.attempts.create(provider="twilio", outcome="accepted", part=0, provider_message_id="SMabc")
+    assert callback(client, "undelivered", error_code="63024").json()["status"] == "sending"
+    assert message.attempts.get().outcome == "failed"
+
+    Message.objects.filter(pk=message.pk).update(status=Status.QUEUED)  # its worker stopped before finishing
+    message = drive(message)
+    assert message.status == Status.DEAD
+    letter = DeadLetter.objects.get(message=message)
+    assert letter.reason == DeadLetter.Reason.UNDELIVERED and "63024" in letter.last_error
+    assert twilio.requests == 0, "Twilio, the provider that failed, is not asked again"

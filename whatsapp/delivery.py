@@ -385,29 +385,44 @@ def providers_left(message: Message) -> list[str]:
     return [name for name in message.tenant.provider_order() if name not in failed]
 
 
+def _unhandled_failures(attempts) -> list[DeliveryAttempt]:
+    """Failed attempts (a failure receipt after acceptance) that no later acceptance of
+    the same part, through another provider, has made good yet."""
+    failed = list(attempts.filter(outcome=Outcome.FAILED))
+    return [
+        a for a in failed
+        if not a.message.attempts.filter(part=a.part, outcome=Outcome.ACCEPTED, started_at__gt=a.started_at).exists()
+    ]
+
+
 def fail_after_acceptance(message: Message, provider: str, provider_message_id: str, part: int | None,
                           code: str, reason: str) -> bool | None:
     """A provider accepted part of this reply, then reported it failed or undelivered.
     That provider is not tried again for this reply: the next provider of the tenant
     sends it from that part on, or, with none left, it becomes a dead letter with the
-    provider's reason. Returns whether the message moved; None when no accepted attempt
-    of that provider matches (nothing to fail over from)."""
+    provider's reason. While a worker still holds the reply, the failure is only recorded
+    on the attempt and the worker acts on it when it finishes (_finish_sent); both sides
+    check after writing, and the move from "sent" is conditional, so exactly one acts.
+    Returns whether anything changed; None when no attempt of that provider matches."""
     from whatsapp.tasks import send_message
 
     with transaction.atomic():
-        accepted = message.attempts.filter(provider=provider, outcome=Outcome.ACCEPTED)
-        accepted = accepted.filter(provider_message_id=provider_message_id) if provider_message_id else accepted.filter(
+        matching = message.attempts.filter(provider=provider)
+        matching = matching.filter(provider_message_id=provider_message_id) if provider_message_id else matching.filter(
             part=part)
-        failed = list(accepted.values_list("pk", "part"))
-        if not failed:
-            return None
-        DeliveryAttempt.objects.filter(pk__in=[pk for pk, _ in failed]).update(
+        recorded = matching.filter(outcome=Outcome.ACCEPTED).update(
             outcome=Outcome.FAILED, error_code=str(code)[:20], error=reason[:2000]
         )
+        failed = _unhandled_failures(matching)
+        if not failed:
+            return None
+        message.refresh_from_db(fields=["status", "parts_sent"])
+        if message.status != Status.SENT:
+            return bool(recorded)  # the worker holding it acts on it when it finishes
         if providers_left(message):
             now = timezone.now()
             moved = message.move_to(
-                Status.QUEUED, parts_sent=min(p for _, p in failed), provider_message_id=None, lease_until=None,
+                Status.QUEUED, parts_sent=min(a.part for a in failed), provider_message_id=None, lease_until=None,
                 next_attempt_at=None, last_error=reason[:2000], error_code=str(code)[:20],
                 deadline_at=now + timedelta(seconds=settings.SEND_DEADLINE_SECONDS),
             )
@@ -429,6 +444,11 @@ def fail_after_acceptance(message: Message, provider: str, provider_message_id: 
 def _finish_sent(message: Message) -> Decision:
     now = timezone.now()
     message.move_to(Status.SENT, sent_at=now, lease_until=None, next_attempt_at=None, last_error="")
+    for failed in _unhandled_failures(_cycle_attempts(message)):
+        # A failure receipt for a part came while this worker still held the reply.
+        fail_after_acceptance(message, failed.provider, failed.provider_message_id, failed.part,
+                              failed.error_code, failed.error)
+        return Decision()
     if message.in_reply_to_id:
         _record_latency(message, now)
     log.info("message sent", extra={"provider": message.provider})

@@ -25,6 +25,9 @@ PROVIDER_STATUS = {
 }
 CONFIRMS_DELIVERY = {Status.SENT, Status.DELIVERED, Status.READ}
 FAILURES = {Status.FAILED, Status.UNDELIVERED}
+# Statuses that prove the provider holds the message (Twilio: queued onwards; a scheduled
+# or canceled message would not, and we never schedule).
+HELD_BY_PROVIDER = {"accepted", "queued", "sending", "sent", "delivered", "read", "server_ack"}
 TIMESTAMP_FIELD = {Status.SENT: "sent_at", Status.DELIVERED: "delivered_at", Status.READ: "read_at"}
 
 
@@ -59,7 +62,8 @@ def settle_pending_attempt(message: Message, provider: str, provider_message_id:
     """The part's attempt is pending (the worker died, or the provider's answer was lost):
     a receipt for it proves the provider has the message. Conditional UPDATE, so the
     worker that holds the claim and this receipt cannot both write an outcome."""
-    if part is None or not provider_message_id:
+    failed = PROVIDER_STATUS.get(provider_status) in FAILURES
+    if part is None or not provider_message_id or not (failed or provider_status in HELD_BY_PROVIDER):
         return False
     if DeliveryAttempt.objects.filter(provider=provider, provider_message_id=provider_message_id).exists():
         return False  # already known as some attempt's message
@@ -70,7 +74,6 @@ def settle_pending_attempt(message: Message, provider: str, provider_message_id:
     )
     if pending is None:
         return False
-    failed = PROVIDER_STATUS.get(provider_status) in FAILURES
     settled = DeliveryAttempt.objects.filter(pk=pending, outcome__in=[Outcome.STARTED, Outcome.AMBIGUOUS]).update(
         outcome=Outcome.FAILED if failed else Outcome.ACCEPTED, provider_message_id=provider_message_id,
         error=failure_reason(provider, provider_status, error_code) if failed
@@ -87,6 +90,16 @@ def apply_receipt(message: Message, provider_status: str, error_code: str = "", 
     """Move the message forward if that is a move forward; return whether it moved."""
     provider_status = (provider_status or "").lower()
     new_status = PROVIDER_STATUS.get(provider_status)
+    if new_status in FAILURES and message.status in (Status.SENT, Status.QUEUED, Status.SENDING):
+        # Accepted, then failed: fail over or dead-letter (recorded only while a worker holds it).
+        reason = failure_reason(provider, provider_status, error_code)
+        handled = delivery.fail_after_acceptance(message, provider, provider_message_id,
+                                                 key_part(idempotency_key), str(error_code or ""), reason)
+        if handled is not None:
+            return handled
+        if DeliveryAttempt.objects.filter(provider=provider, provider_message_id=provider_message_id,
+                                          outcome=Outcome.FAILED).exists():
+            return False  # a repeat of a failure already failed over: the reply went out another way
     if message.status in (Status.QUEUED, Status.SENDING):
         # The sending worker owns the message (more parts may follow). A receipt only
         # settles the attempt of its own part, which the worker then takes as accepted.
@@ -94,12 +107,6 @@ def apply_receipt(message: Message, provider_status: str, error_code: str = "", 
                                       provider_status, error_code)
     if new_status is None:
         return False  # queued/accepted/sending: nothing we do not already know
-    if new_status in FAILURES and message.status == Status.SENT:
-        reason = failure_reason(provider, provider_status, error_code)
-        handled = delivery.fail_after_acceptance(message, provider, provider_message_id,
-                                                 key_part(idempotency_key), str(error_code or ""), reason)
-        if handled is not None:
-            return handled
     fields = {}
     if new_status in TIMESTAMP_FIELD:
         fields[TIMESTAMP_FIELD[new_status]] = timezone.now()
