@@ -104,6 +104,11 @@ LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.3)
 LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=300)
 LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=15.0)
 LLM_DEADLINE = env.float("LLM_DEADLINE", default=40.0)
+# A tenant's own LLM URL may not reach loopback, link-local, private or other internal
+# addresses, except these hosts (names, IPs or networks: "ollama.lan,10.0.0.5,10.1.0.0/24").
+LLM_ALLOWED_INTERNAL_HOSTS = env.list("LLM_ALLOWED_INTERNAL_HOSTS", default=[])
+# A tenant's own LLM URL must be https (hosts in LLM_ALLOWED_INTERNAL_HOSTS excepted).
+LLM_TENANT_REQUIRE_HTTPS = env_bool("LLM_TENANT_REQUIRE_HTTPS", default=PRODUCTION)
 BOT_MEMORY_MESSAGES = env.int("BOT_MEMORY_MESSAGES", default=12)
 BOT_MEMORY_CHARS = env.int("BOT_MEMORY_CHARS", default=4000)
 # Quiet time after a message before answering, so a burst gets one answer. Short, because

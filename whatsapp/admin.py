@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from bots.admin_views import BotTestAdminMixin
+from bots.llm_url import BlockedURL, validate_tenant_llm_url
 from whatsapp import delivery
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenant
 
@@ -30,6 +31,15 @@ class TenantForm(forms.ModelForm):
     def clean_llm_api_key(self):
         value = self.cleaned_data.get("llm_api_key")
         return value or (self.instance.llm_api_key if self.instance.pk else "")
+
+    def clean_llm_base_url(self):
+        url = self.cleaned_data.get("llm_base_url", "").strip()
+        if url:
+            try:
+                validate_tenant_llm_url(url)
+            except BlockedURL as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return url
 
 
 @admin.register(Tenant)
