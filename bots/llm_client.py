@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 
 from bots.engines.base import EngineError
 from bots.llm_url import guarded_session
@@ -68,6 +69,7 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+@sensitive_variables("headers")
 def chat_completion(config: LLMConfig, messages: list[dict], session: requests.Session | None = None) -> str:
     """The assistant's answer text for `messages`, or LLMError."""
     url = config.base_url.rstrip("/") + "/chat/completions"

@@ -12,6 +12,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from project.fernet_keys import derived_key, parse_keys
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -51,6 +53,15 @@ DEBUG = env_bool("DJANGO_DEBUG", default=not PRODUCTION)
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"] if not PRODUCTION else [])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# Encrypts secrets stored in the database (project.encryption): comma-separated Fernet
+# keys, the first encrypts, all decrypt. Development and tests derive one from SECRET_KEY.
+try:
+    FIELD_ENCRYPTION_KEYS = parse_keys(env_secret("FIELD_ENCRYPTION_KEYS", default=""))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+if not FIELD_ENCRYPTION_KEYS and not PRODUCTION:
+    FIELD_ENCRYPTION_KEYS = [derived_key(SECRET_KEY)]
 
 # --- Providers -------------------------------------------------------------------------
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="AC" + "0" * 32)
@@ -256,6 +267,8 @@ if PRODUCTION:
     ]:
         if not value or value == default:
             problems.append(f"{name} must be set to a real secret in production")
+    if not FIELD_ENCRYPTION_KEYS:
+        problems.append("FIELD_ENCRYPTION_KEYS must be set in production (tenant secrets are encrypted with it)")
     if SIDECAR_TRANSPORT != "baileys":
         # The sandbox "sends" to a simulator: customers would never get those replies.
         problems.append("SIDECAR_TRANSPORT must be baileys in production")

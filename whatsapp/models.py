@@ -10,6 +10,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from project.encryption import EncryptedTextField
+
 E164 = RegexValidator(r"^\+[1-9]\d{6,14}$", "Use E.164 format: + and country code, e.g. +15551234567")
 SLUG = RegexValidator(r"^[a-z0-9][a-z0-9_-]{0,62}$", "Lowercase letters, digits, - and _")
 
@@ -62,7 +64,10 @@ class Tenant(models.Model):
     llm_model = models.CharField(max_length=100, blank=True)
     llm_temperature = models.FloatField(null=True, blank=True)
     llm_max_tokens = models.PositiveIntegerField(null=True, blank=True)
-    llm_api_key = models.CharField(max_length=300, blank=True, help_text="Write-only; empty: LLM_API_KEY.")
+    # Encrypted at rest (project.encryption); the admin never shows it back.
+    llm_api_key = EncryptedTextField(
+        blank=True, help_text="Write-only. Empty: LLM_API_KEY, which is sent only to LLM_BASE_URL."
+    )
     debounce_seconds = models.FloatField(null=True, blank=True, help_text="Empty: BOT_DEBOUNCE_SECONDS.")
 
     created_at = models.DateTimeField(auto_now_add=True)
