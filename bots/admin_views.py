@@ -76,7 +76,7 @@ def _trial(tenant: Tenant, token: str) -> dict:
 def bot_test_view(model_admin, request, pk: int, token: str | None = None):
     tenant = _tenant_for(model_admin, request, pk)
     result = _trial(tenant, token) if token else None
-    initial = {"question": result["question"]} if result else None
+    initial = {"question": result["question"], "engine": result.get("engine_choice", "")} if result else None
     form = BotTestForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:

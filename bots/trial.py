@@ -39,7 +39,8 @@ def start(tenant: Tenant, question: str, engine_name: str | None) -> str:
     from bots.tasks import answer_trial
 
     token = secrets.token_urlsafe(16)
-    _save(token, {"tenant": tenant.pk, "status": PENDING, "question": question, "started": time.time()})
+    _save(token, {"tenant": tenant.pk, "status": PENDING, "question": question, "engine_choice": engine_name or "",
+                  "started": time.time()})
     answer_trial.apply_async((token, tenant.pk, engine_name or ""), expires=TRIAL_TTL)
     return token
 
