@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 
+import redis
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -67,7 +68,10 @@ def _tenant_for(model_admin, request, pk: int) -> Tenant:
 
 
 def _trial(tenant: Tenant, token: str) -> dict:
-    state = trial.load(token, tenant)
+    try:
+        state = trial.load(token, tenant)
+    except redis.RedisError:
+        return {"status": trial.UNREACHABLE, "question": ""}
     if state is None:
         raise Http404("No such test question (they are kept for 10 minutes).")
     return state

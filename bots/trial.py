@@ -21,7 +21,7 @@ from whatsapp.models import Direction, Message, Status, Tenant
 TRIAL_TTL = 600
 # How long past the LLM deadline a trial may wait for a worker before the page says so.
 QUEUE_GRACE_SECONDS = 30
-PENDING, DONE, LOST = "pending", "done", "lost"
+PENDING, DONE, LOST, UNREACHABLE = "pending", "done", "lost", "unreachable"
 
 
 def _redis() -> redis.Redis:

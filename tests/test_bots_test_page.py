@@ -117,6 +117,27 @@ def test_an_answer_is_shown_only_under_its_own_tenant(admin_client, shop, redis_
     assert admin_client.get(url.replace(f"/tenant/{shop.pk}/", f"/tenant/{other.pk}/") + "result.json").status_code == 404
 
 
+def test_a_question_no_worker_takes_up_is_reported_instead_of_waiting_forever(admin_client, shop, redis_server):
+    url = ask(admin_client, shop, question="hi")
+    key = next(iter(redis_server.client().scan_iter("bots:trial:*")))
+    state = json.loads(redis_server.client().get(key))
+    state["started"] -= 2.0 + 31  # LLM_DEADLINE and the grace for the queue have passed
+    redis_server.client().set(key, json.dumps(state))
+
+    assert admin_client.get(url + "result.json").json()["status"] == "lost"
+    assert "is an <code>ai</code> worker running?" in admin_client.get(url).content.decode()
+
+
+def test_with_redis_down_the_page_says_so_instead_of_failing(admin_client, shop, redis_server, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+    response = admin_client.post(f"/admin/whatsapp/tenant/{shop.pk}/bot-test/", {"question": "hi"}, follow=True)
+
+    assert response.status_code == 200
+    assert "could not be queued: the task queue (Redis) is unreachable" in response.content.decode()
+    assert redis_server.client().llen("ai") == 0
+
+
 # --- Two hanging tests do not stop customers' webhooks -----------------------------------
 
 @pytest.fixture
