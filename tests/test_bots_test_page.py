@@ -8,9 +8,6 @@ import base64
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from urllib.parse import urlencode
@@ -20,7 +17,8 @@ import requests
 from django.test import Client
 
 from bots.tasks import answer_trial
-from tests.conftest import ROOT, database_url, free_port, twilio_form, twilio_signature, wait_for
+from tests.conftest import database_url, free_port, twilio_form, twilio_signature, wait_for
+from tests.web_server import gunicorn
 from whatsapp.models import Contact, Message
 
 KEY = "sk-test-SECRET-page"
@@ -141,32 +139,12 @@ def test_with_redis_down_the_page_says_so_instead_of_failing(admin_client, shop,
 # --- Two hanging tests do not stop customers' webhooks -----------------------------------
 
 @pytest.fixture
-def web(redis_server, fake_llm, tmp_path, request):
+def web(redis_server, fake_llm, tmp_path):
     """The web as the Procfile runs it: gunicorn, 2 sync workers, its default 30 s timeout."""
-    port = free_port()
-    log = open(tmp_path / "web.log", "w")  # noqa: SIM115
     env = {**os.environ, "DJANGO_ENV": "test", "DATABASE_URL": database_url(), "REDIS_URL": redis_server.url,
            "LLM_BASE_URL": fake_llm.base_url, "BOT_DEBOUNCE_SECONDS": "0", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}",
-                             "--workers", "2"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{url}/admin/login/", timeout=1).status_code == 200
-        except requests.RequestException:
-            return proc.poll() is not None
-
-    wait_for(up, 20, message="gunicorn")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:  # a worker still stuck in a request (the old page did that)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-    log.close()
+    with gunicorn(env, tmp_path / "web.log", "--workers", "2") as url:
+        yield url
 
 
 def staff_session(base: str, user) -> requests.Session:
