@@ -83,8 +83,11 @@ def chat_completion(config: LLMConfig, messages: list[dict], session: requests.S
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if config.api_key:
         headers["Authorization"] = f"Bearer {config.api_key}"
-    # A blocked tenant URL raises BlockedURL (an EngineError), never retried.
-    http = session or (guarded_session(url) if config.tenant_url else requests)
+    if session is None and config.tenant_url:
+        # A blocked tenant URL raises BlockedURL (an EngineError), never retried.
+        with guarded_session(url) as guarded:
+            return chat_completion(config, messages, guarded)
+    http = session or requests
     deadline = time.monotonic() + config.deadline
     attempt = 0
     while True:

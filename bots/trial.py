@@ -10,6 +10,7 @@ nothing about a test question is kept in the database.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 
@@ -17,6 +18,8 @@ import redis
 from django.conf import settings
 
 from whatsapp.models import Direction, Message, Status, Tenant
+
+log = logging.getLogger("bots.trial")
 
 TRIAL_TTL = 600
 # How long past the LLM deadline a trial may wait for a worker before the page says so.
@@ -68,7 +71,12 @@ def run(token: str, tenant_id: int, engine_name: str) -> None:
     if not raw or tenant is None:
         return  # expired, or the tenant was deleted meanwhile
     state = json.loads(raw)
-    state.update(ask(tenant, state["question"], engine_name or None), status=DONE)
+    try:
+        state.update(ask(tenant, state["question"], engine_name or None))
+    except Exception as exc:  # noqa: BLE001 - the page must say it failed, not wait
+        log.exception("the bot test question failed")
+        state.update(text="", engine="", latency_ms=None, error=f"the test itself failed ({type(exc).__name__})")
+    state["status"] = DONE
     _save(token, state)
 
 
