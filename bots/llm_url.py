@@ -88,12 +88,17 @@ def check_url_text(url: str) -> tuple[str, int]:
 
 def validate_tenant_llm_url(url: str) -> None:
     """The save-time check: the text, and what the name resolves to now."""
-    host, port = check_url_text(url)
+    _refuse_internal(*check_url_text(url))
+
+
+def _refuse_internal(host: str, port: int, unresolvable_ok: bool = False) -> None:
     if host_is_allowlisted(host):
         return
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
+        if unresolvable_ok:
+            return
         raise BlockedURL(f"The host {host} cannot be resolved") from None
     for *_rest, sockaddr in infos:
         if not address_allowed(sockaddr[0], host):
@@ -106,9 +111,12 @@ def _internal_message(host: str) -> str:
 
 
 class _Guard:
-    """Mixed into urllib3's connections: refuses a socket connected to a blocked address."""
+    """Mixed into urllib3's connections: no connection to a name that resolves to a
+    blocked address, and a socket that connected to one anyway (the name resolved
+    differently a moment later) is closed before anything is sent."""
 
     def _new_conn(self):
+        _refuse_internal(self.host, self.port, unresolvable_ok=True)  # urllib3 reports (and we retry) DNS errors
         sock = super()._new_conn()
         try:
             peer = sock.getpeername()[0]

@@ -83,6 +83,39 @@ def test_a_tenant_url_that_reaches_loopback_is_refused_at_call_time(shop, tenant
     assert tenant_llm.requests == [], "nothing was sent to the internal address"
 
 
+class RebindingResolver:
+    """DNS as an attacker's name server answers it (DNS rebinding): a public address the
+    first time the name is looked up, loopback ever after. Other names resolve as usual."""
+
+    NAME, PUBLIC = "rebind.attacker.test", "93.184.215.14"
+
+    def __init__(self, real):
+        self.real, self.lookups = real, 0
+
+    def __call__(self, host, port, *args, **kwargs):
+        if host != self.NAME:
+            return self.real(host, port, *args, **kwargs)
+        self.lookups += 1
+        address = self.PUBLIC if self.lookups == 1 else "127.0.0.1"
+        return self.real(address, port, *args, **kwargs)
+
+
+def test_a_name_that_resolves_public_when_checked_and_loopback_when_connecting_gets_nothing(
+        shop, tenant_llm, monkeypatch):
+    import socket
+
+    resolver = RebindingResolver(socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    shop.llm_base_url = tenant_llm.base_url.replace("127.0.0.1", RebindingResolver.NAME)
+    shop.save()
+
+    reply = reply_to(shop, "hi")
+
+    assert reply.engine == "fallback"
+    assert resolver.lookups >= 2, "checked, then resolved again to connect"
+    assert tenant_llm.requests == [], "the socket reached loopback and was closed before sending"
+
+
 def test_an_internal_address_the_operator_allows_is_called(shop, tenant_llm, settings):
     settings.LLM_ALLOWED_INTERNAL_HOSTS = ["ollama.lan", "127.0.0.0/8"]
     shop.llm_base_url = tenant_llm.base_url.replace("127.0.0.1", "localhost")
