@@ -8,9 +8,10 @@ addresses are refused unless the operator lists the host in LLM_ALLOWED_INTERNAL
 Outside that list a tenant URL must be https when LLM_TENANT_REQUIRE_HTTPS is on (the
 production default).
 
-At call time the check is made on the address the socket actually connected to, before
-anything is sent, so a name that resolves to a public address for the check and to a
-private one for the connection gains nothing. Proxies from the environment are not used
+At call time the name is resolved and checked again before connecting, and then the
+address the socket actually connected to is checked before anything is sent, so a name
+that resolves to a public address for the check and to a private one for the connection
+(DNS rebinding) gains nothing. Proxies from the environment are not used
 for tenant URLs (the proxy would resolve the name, out of our sight).
 """
 
