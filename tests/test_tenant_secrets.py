@@ -11,6 +11,7 @@ import json
 import pytest
 from cryptography.fernet import Fernet, MultiFernet
 from django.apps import apps
+from django.contrib.admin.models import LogEntry
 from django.core.management import call_command
 from django.db import connection
 
@@ -144,6 +145,8 @@ def test_saving_with_the_key_left_empty_keeps_it_and_clear_removes_it(admin_clie
 
     assert save(admin_client, tenant, name="Acme Bakery Ltd").status_code == 302
     assert (tenant.name, tenant.llm_api_key) == ("Acme Bakery Ltd", "sk-typed-in")
+    change = LogEntry.objects.first().get_change_message().lower()
+    assert "name" in change and "api key" not in change, "an untouched key is not logged as changed"
 
     refused = save(admin_client, tenant, llm_api_key="sk-other", clear_llm_api_key="on")
     assert "not both" in refused.content.decode() and tenant.llm_api_key == "sk-typed-in"

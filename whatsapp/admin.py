@@ -32,6 +32,7 @@ class TenantForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         stored = bool(self.instance.pk) and secret_is_set(self.instance.llm_api_key)
+        self.initial["llm_api_key"] = ""  # not even in the form's memory; "changed" only when typed
         self.fields["llm_api_key"].help_text = (
             f"Currently: {'set' if stored else 'not set'}. Leave empty to keep it. Without a key of its own, "
             "the tenant uses LLM_API_KEY, and only with the server's LLM_BASE_URL."
