@@ -170,3 +170,21 @@ def test_production_refuses_to_start_without_a_valid_encryption_key(value, compl
     result = load_settings(**env)
     assert result.returncode != 0 and complaint in result.stderr
     assert "short" not in result.stderr and "not-a-key" not in result.stderr, "a bad key is named by position"
+
+
+def test_an_error_report_of_the_tenant_page_does_not_quote_a_key_typed_in(rf, admin_user, tenant, settings):
+    """What an error e-mail (or the debug page) would show of the request."""
+    from django.contrib.admin import site
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.views.debug import ExceptionReporter
+
+    from tests.test_bots_tenant_llm import tenant_form
+
+    form = tenant_form(tenant, name="", llm_api_key=SECRET)  # invalid, so the page renders again
+    request = rf.post(f"/admin/whatsapp/tenant/{tenant.pk}/change/", form)
+    request.user, request.session, request._dont_enforce_csrf_checks = admin_user, SessionStore(), True
+    site._registry[Tenant].change_view(request, str(tenant.pk)).render()
+
+    report = ExceptionReporter(request, RuntimeError, RuntimeError("boom"), None).get_traceback_text()
+    assert "llm_api_key" in report and SECRET not in report
+    assert settings.FIELD_ENCRYPTION_KEYS[0] not in ExceptionReporter(request, None, None, None).get_traceback_text()
