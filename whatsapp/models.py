@@ -60,7 +60,10 @@ class Tenant(models.Model):
     )
     system_prompt = models.TextField(blank=True)
     business_facts = models.TextField(blank=True, help_text="Opening hours, address, services...")
-    llm_base_url = models.CharField(max_length=300, blank=True, help_text="e.g. http://127.0.0.1:11434/v1")
+    llm_base_url = models.CharField(
+        max_length=300, blank=True,
+        help_text="e.g. https://llm.example.com/v1. Internal hosts only if listed in LLM_ALLOWED_INTERNAL_HOSTS.",
+    )
     llm_model = models.CharField(max_length=100, blank=True)
     llm_temperature = models.FloatField(null=True, blank=True)
     llm_max_tokens = models.PositiveIntegerField(null=True, blank=True)

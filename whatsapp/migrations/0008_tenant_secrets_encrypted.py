@@ -2,7 +2,7 @@
 (a Fernet token is longer than the key) and every stored clear-text key is encrypted
 with the first FIELD_ENCRYPTION_KEYS key. Reversible: the reverse decrypts them."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 import project.encryption
 
@@ -45,6 +45,15 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterField(
+            model_name="tenant",
+            name="llm_base_url",
+            field=models.CharField(
+                blank=True,
+                help_text="e.g. https://llm.example.com/v1. Internal hosts only if listed in LLM_ALLOWED_INTERNAL_HOSTS.",
+                max_length=300,
+            ),
+        ),
         migrations.AlterField(
             model_name="tenant",
             name="llm_api_key",
