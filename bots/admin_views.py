@@ -1,23 +1,32 @@
 """Admin page "test the bot": staff send a test question to a tenant's bot (its own
 engine, or another one before switching) and see the answer, the engine that gave it and
-how long it took. Nothing is stored and nothing is sent to any customer."""
+how long it took. Nothing is stored and nothing is sent to any customer.
+
+The question is answered by an `ai` worker (bots.trial); the page only enqueues it and
+then polls a small JSON endpoint, so no web worker waits for a model."""
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
+import redis
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from bots.tasks import build_reply
-from whatsapp.models import Direction, Message, Status, Tenant
+from bots import trial
+from whatsapp.models import Tenant
+
+log = logging.getLogger("bots.admin")
 
 ENGINE_CHOICES = [("", "The tenant's engine"), ("rules", "Rules"), ("llm", "LLM")]
+RESULT_FIELDS = ("status", "text", "engine", "latency_ms", "error")
 
 
 class BotTestForm(forms.Form):
@@ -26,11 +35,19 @@ class BotTestForm(forms.Form):
 
 
 class BotTestAdminMixin:
-    """For TenantAdmin: a "Send a test question" link and the page behind it."""
+    """For TenantAdmin: a "Send a test question" link and the pages behind it."""
 
     def get_urls(self):
-        view = self.admin_site.admin_view(partial(bot_test_view, self))
-        return [path("<int:pk>/bot-test/", view, name="whatsapp_tenant_bot_test"), *super().get_urls()]
+        def view(func):
+            return self.admin_site.admin_view(partial(func, self))
+
+        return [
+            path("<int:pk>/bot-test/", view(bot_test_view), name="whatsapp_tenant_bot_test"),
+            path("<int:pk>/bot-test/<str:token>/", view(bot_test_view), name="whatsapp_tenant_bot_test_run"),
+            path("<int:pk>/bot-test/<str:token>/result.json", view(bot_test_result),
+                 name="whatsapp_tenant_bot_test_result"),
+            *super().get_urls(),
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         return (*super().get_readonly_fields(request, obj), "bot_test_link")
@@ -43,14 +60,36 @@ class BotTestAdminMixin:
         return format_html('<a class="button" href="{}">Send a test question</a>', url)
 
 
-def bot_test_view(model_admin, request, pk: int):
+def _tenant_for(model_admin, request, pk: int) -> Tenant:
     tenant = get_object_or_404(Tenant, pk=pk)
     if not model_admin.has_change_permission(request, tenant):
         raise PermissionDenied
-    form = BotTestForm(request.POST or None)
-    result = None
+    return tenant
+
+
+def _trial(tenant: Tenant, token: str) -> dict:
+    try:
+        state = trial.load(token, tenant)
+    except redis.RedisError:
+        return {"status": trial.UNREACHABLE, "question": ""}
+    if state is None:
+        raise Http404("No such test question (they are kept for 10 minutes).")
+    return state
+
+
+def bot_test_view(model_admin, request, pk: int, token: str | None = None):
+    tenant = _tenant_for(model_admin, request, pk)
+    result = _trial(tenant, token) if token else None
+    initial = {"question": result["question"], "engine": result.get("engine_choice", "")} if result else None
+    form = BotTestForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        result = ask(tenant, form.cleaned_data["question"], form.cleaned_data["engine"] or None)
+        try:
+            token = trial.start(tenant, form.cleaned_data["question"], form.cleaned_data["engine"] or None)
+        except Exception:  # noqa: BLE001 - Redis or the broker is down: say so, do not 500
+            log.exception("could not enqueue a bot test question")
+            messages.error(request, "The question could not be queued: the task queue (Redis) is unreachable.")
+        else:
+            return redirect("admin:whatsapp_tenant_bot_test_run", pk=tenant.pk, token=token)
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": Tenant._meta,
@@ -58,27 +97,15 @@ def bot_test_view(model_admin, request, pk: int):
         "tenant": tenant,
         "form": form,
         "result": result,
+        "result_url": reverse("admin:whatsapp_tenant_bot_test_result", args=[tenant.pk, token]) if token else "",
         "engine": tenant.bot_engine or f"{settings.BOT_ENGINE} (server default)",
+        "deadline": settings.LLM_DEADLINE,
         "title": f"Test the bot of {tenant}",
     }
     return render(request, "admin/bots/bot_test.html", context)
 
 
-def ask(tenant: Tenant, question: str, engine_name: str | None = None) -> dict:
-    """The answer the bot would give to `question` as a first message. The message is
-    built in memory only: no row is saved, no delivery is enqueued."""
-    from bots.tasks import answer_with_fallback
-
-    message = Message(tenant=tenant, direction=Direction.INBOUND, body=question, media_type="text",
-                      status=Status.RECEIVED)
-    name = engine_name or tenant.bot_engine or settings.BOT_ENGINE
-    errors: list[str] = []
-
-    def engine_call(engine, tenant_, batch, history):
-        reply, error = answer_with_fallback(engine, tenant_, batch, history)
-        if error:
-            errors.append(error)
-        return reply
-
-    reply, latency_ms = build_reply(tenant, [message], history=[], engine_name=name, answer=engine_call)
-    return {"text": reply.text, "engine": reply.engine, "latency_ms": latency_ms, "error": errors[0] if errors else ""}
+def bot_test_result(model_admin, request, pk: int, token: str):
+    """What the page polls: the trial's state, without the question."""
+    state = _trial(_tenant_for(model_admin, request, pk), token)
+    return JsonResponse({key: state.get(key) for key in RESULT_FIELDS})

@@ -7,7 +7,10 @@ name does not fix itself). When the deadline would be passed, LLMError is raised
 caller falls back to the rules engine, so the customer still gets an answer.
 
 The API key travels only in the Authorization header; it is never logged, and no error
-message built here contains it.
+message built here contains it, nor any text of the server's response (a tenant's URL
+may lead to anyone's server, and these errors are shown to staff): errors say in words
+what went wrong. A tenant's URL is called through bots.llm_url's guard (no internal
+addresses).
 """
 
 from __future__ import annotations
@@ -19,12 +22,23 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 
 from bots.engines.base import EngineError
+from bots.llm_url import guarded_session
 
 log = logging.getLogger("bots.llm")
 
 RETRY_STATUSES = {408, 409, 429}
+# What a refusal means, in words (the response body is never repeated).
+REFUSALS = {
+    400: "the model server refused the request (check the model name and settings)",
+    401: "the API key was refused",
+    403: "the API key may not use this model",
+    404: "no such model, or the base URL is wrong (it should end before /chat/completions)",
+    413: "the request was too large for the model server",
+    422: "the model server refused the request (check the model name and settings)",
+}
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
 CONNECT_TIMEOUT = 5.0
@@ -43,6 +57,7 @@ class LLMConfig:
     max_tokens: int
     timeout: float  # per HTTP request (read timeout)
     deadline: float  # all attempts together, seconds
+    tenant_url: bool = False  # the tenant's own URL: called only through the address guard
 
     def __repr__(self) -> str:  # never print the key, even in a traceback or a debugger
         return f"LLMConfig(base_url={self.base_url!r}, model={self.model!r}, api_key={'set' if self.api_key else 'unset'})"
@@ -54,6 +69,7 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+@sensitive_variables("headers")
 def chat_completion(config: LLMConfig, messages: list[dict], session: requests.Session | None = None) -> str:
     """The assistant's answer text for `messages`, or LLMError."""
     url = config.base_url.rstrip("/") + "/chat/completions"
@@ -67,6 +83,10 @@ def chat_completion(config: LLMConfig, messages: list[dict], session: requests.S
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if config.api_key:
         headers["Authorization"] = f"Bearer {config.api_key}"
+    if session is None and config.tenant_url:
+        # A blocked tenant URL raises BlockedURL (an EngineError), never retried.
+        with guarded_session(url) as guarded:
+            return chat_completion(config, messages, guarded)
     http = session or requests
     deadline = time.monotonic() + config.deadline
     attempt = 0
@@ -81,24 +101,18 @@ def chat_completion(config: LLMConfig, messages: list[dict], session: requests.S
                 timeout=(min(CONNECT_TIMEOUT, remaining), min(config.timeout, remaining)),
             )
             return _answer(response)
-        except LLMError as exc:
-            raise LLMError(_scrub(str(exc), config.api_key)) from None
         except _Retryable as exc:
             reason, retry_after = str(exc), exc.retry_after
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            # The exception text carries the URL at most, never the headers.
-            reason, retry_after = f"{type(exc).__name__}", None
+        except requests.Timeout:
+            reason, retry_after = "the model server did not answer in time", None
+        except requests.ConnectionError:
+            reason, retry_after = "could not connect to the model server", None
         wait = retry_after if retry_after is not None else _backoff(attempt)
         if time.monotonic() + wait >= deadline:
             raise LLMError(f"{reason}; giving up after {attempt} attempt(s), deadline {config.deadline:g}s")
         log.warning("LLM attempt %d failed (%s); retrying in %.1fs", attempt, reason, wait,
                     extra={"llm_model": config.model})
         time.sleep(wait)
-
-
-def _scrub(text: str, secret: str) -> str:
-    # A provider's error may quote the key it refused.
-    return text.replace(secret, "***") if secret else text
 
 
 def _backoff(attempt: int) -> float:
@@ -109,17 +123,17 @@ def _backoff(attempt: int) -> float:
 def _answer(response: requests.Response) -> str:
     status = response.status_code
     if status in RETRY_STATUSES or status >= 500:
-        raise _Retryable(f"HTTP {status}", _retry_after(response.headers.get("Retry-After")))
+        raise _Retryable(f"HTTP {status} from the model server", _retry_after(response.headers.get("Retry-After")))
     if status >= 400:
         # 400 bad request, 401 bad key, 404 unknown model: retrying will not help.
-        raise LLMError(f"HTTP {status}: {_error_text(response)}")
+        raise LLMError(f"HTTP {status}: {REFUSALS.get(status, 'the model server refused the request')}")
     try:
         data = response.json()
         content = data["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
-        raise _Retryable(f"malformed response (HTTP {status})")
+        raise _Retryable(f"the model server's answer was not a usable completion (HTTP {status})")
     if not isinstance(content, str) or not content.strip():
-        raise _Retryable("empty answer")
+        raise _Retryable("the model gave an empty answer")
     return content.strip()
 
 
@@ -135,13 +149,3 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
-
-
-def _error_text(response: requests.Response) -> str:
-    try:
-        error = response.json().get("error")
-        if isinstance(error, dict):
-            return str(error.get("message", ""))[:200]
-        return str(error)[:200]
-    except (ValueError, AttributeError):
-        return response.text[:200]

@@ -52,6 +52,15 @@ def generate_reply(inbound_id: int) -> int | None:
         return store_reply(batch, reply, latency_ms)
 
 
+@shared_task
+def answer_trial(token: str, tenant_id: int, engine_name: str) -> None:
+    """A staff member's test question from the admin (bots.trial): on this queue so that
+    a slow model holds a worker slot here, never a web worker."""
+    from bots import trial
+
+    trial.run(token, tenant_id, engine_name)
+
+
 def pending_batch(inbound: Message) -> list[Message]:
     """The contact's messages that still wait for an answer, oldest first."""
     return list(

@@ -13,6 +13,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from project.fernet_keys import derived_key, parse_keys
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -54,6 +56,15 @@ DEBUG = env_bool("DJANGO_DEBUG", default=not PRODUCTION)
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"] if not PRODUCTION else [])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# Encrypts secrets stored in the database (project.encryption): comma-separated Fernet
+# keys, the first encrypts, all decrypt. Development and tests derive one from SECRET_KEY.
+try:
+    FIELD_ENCRYPTION_KEYS = parse_keys(env_secret("FIELD_ENCRYPTION_KEYS", default=""))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+if not FIELD_ENCRYPTION_KEYS and not PRODUCTION:
+    FIELD_ENCRYPTION_KEYS = [derived_key(SECRET_KEY)]
 
 # --- Providers -------------------------------------------------------------------------
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="AC" + "0" * 32)
@@ -127,6 +138,11 @@ LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.3)
 LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=300)
 LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=15.0)
 LLM_DEADLINE = env.float("LLM_DEADLINE", default=40.0)
+# A tenant's own LLM URL may not reach loopback, link-local, private or other internal
+# addresses, except these hosts (names, IPs or networks: "ollama.lan,10.0.0.5,10.1.0.0/24").
+LLM_ALLOWED_INTERNAL_HOSTS = env.list("LLM_ALLOWED_INTERNAL_HOSTS", default=[])
+# A tenant's own LLM URL must be https (hosts in LLM_ALLOWED_INTERNAL_HOSTS excepted).
+LLM_TENANT_REQUIRE_HTTPS = env_bool("LLM_TENANT_REQUIRE_HTTPS", default=PRODUCTION)
 BOT_MEMORY_MESSAGES = env.int("BOT_MEMORY_MESSAGES", default=12)
 BOT_MEMORY_CHARS = env.int("BOT_MEMORY_CHARS", default=4000)
 # Quiet time after a message before answering, so a burst gets one answer. Short, because
@@ -299,6 +315,8 @@ if PRODUCTION:
     ]:
         if not value or value == default:
             problems.append(f"{name} must be set to a real secret in production")
+    if not FIELD_ENCRYPTION_KEYS:
+        problems.append("FIELD_ENCRYPTION_KEYS must be set in production (tenant secrets are encrypted with it)")
     if SIDECAR_TRANSPORT != "baileys" and not SIDECAR_SANDBOX_IN_PRODUCTION_FOR_TESTS:
         # The sandbox "sends" to a simulator: customers would never get those replies.
         problems.append("SIDECAR_TRANSPORT must be baileys in production")

@@ -8,8 +8,6 @@ server over HTTP. A test module uses them with:
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ import requests
 from django.conf import settings
 
 from tests.conftest import ROOT, database_url, free_port, wait_for
+from tests.web_server import gunicorn
 
 SIDECAR_DIR = ROOT / "whatsapp" / "sidecar"
 
@@ -111,28 +110,9 @@ def sandbox(settings) -> Sandbox:
 def live_django(redis_server, sandbox, tmp_path, request):
     """A real Django server (gunicorn) on a free port against the test database, with
     the same environment as the workers: the sidecar posts its webhooks here."""
-    port = free_port()
     logfile = tmp_path / "web.log"
-    log = open(logfile, "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         "--threads", "4", "--access-logfile", "-"],
-        cwd=ROOT, env=_worker_env(redis_server.url), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{url}/admin/login/", timeout=1).status_code == 200
-        except requests.RequestException:
-            return proc.poll() is not None
-
-    wait_for(up, 20, message="the Django server")
-    assert proc.poll() is None, Path(logfile).read_text()
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    with gunicorn(_worker_env(redis_server.url), logfile, "--workers", "1", "--threads", "4") as url:
+        yield url
     if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
         print(f"--- {logfile} ---\n{Path(logfile).read_text()[-4000:]}")
 

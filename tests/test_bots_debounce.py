@@ -33,7 +33,9 @@ def shop(tenant, llm):
 
 
 def start_two_ai_workers(start_worker, **env):
-    """Two worker processes that both take `ai` tasks (and between them send and default)."""
+    """Two worker processes that both take `ai` tasks (and between them send and default).
+    The tenant's URL is the fake LLM on loopback, which the operator must allow."""
+    env.setdefault("LLM_ALLOWED_INTERNAL_HOSTS", "127.0.0.1")
     return [start_worker("ai,send", 2, **env), start_worker("ai,default", 2, **env)]
 
 

@@ -72,6 +72,7 @@ def test_flower_refuses_to_start_in_production_without_a_login(redis_server):
         "TWILIO_AUTH_TOKEN": "prod-twilio-token",
         "SIDECAR_WEBHOOK_SECRET": "prod-webhook-secret",
         "SIDECAR_TOKEN": "prod-sidecar-token",
+        "FIELD_ENCRYPTION_KEYS": "aGVyZS1pcy1hLXRlc3QtZmVybmV0LWtleS0zMmJ5dGU=",
         "REDIS_URL": redis_server.url,
         "FLOWER_BASIC_AUTH": "",
     }

@@ -30,6 +30,7 @@ PRODUCTION_SECRETS = {
     "TWILIO_AUTH_TOKEN": "real-token",
     "SIDECAR_TOKEN": "real-sidecar-token",
     "SIDECAR_WEBHOOK_SECRET": "real-webhook-secret",
+    "FIELD_ENCRYPTION_KEYS": "aGVyZS1pcy1hLXRlc3QtZmVybmV0LWtleS0zMmJ5dGU=",
 }
 
 

@@ -9,9 +9,13 @@ from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
 
 from bots.admin_views import BotTestAdminMixin
+from bots.llm_url import BlockedURL, validate_tenant_llm_url
+from project.encryption import secret_is_set
 from whatsapp import delivery
 from whatsapp.admin_privacy import ContactErasureMixin
 from whatsapp.admin_tenant import TenantConnectAdminMixin
@@ -19,19 +23,44 @@ from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenan
 
 
 class TenantForm(forms.ModelForm):
-    llm_api_key = forms.CharField(
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Write-only: leave empty to keep the stored key. Empty everywhere: LLM_API_KEY.",
-    )
+    # Write-only (stored encrypted): the page says whether a key is set, never shows it.
+    llm_api_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
+    clear_llm_api_key = forms.BooleanField(required=False, label="Clear the stored LLM API key")
 
     class Meta:
         model = Tenant
         exclude: list[str] = []  # the admin's fieldsets choose what is shown
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stored = bool(self.instance.pk) and secret_is_set(self.instance.llm_api_key)
+        self.initial["llm_api_key"] = ""  # not even in the form's memory; "changed" only when typed
+        self.fields["llm_api_key"].help_text = (
+            f"Currently: {'set' if stored else 'not set'}. Leave empty to keep it. Without a key of its own, "
+            "the tenant uses LLM_API_KEY, and only with the server's LLM_BASE_URL."
+        )
+
     def clean_llm_api_key(self):
         value = self.cleaned_data.get("llm_api_key")
         return value or (self.instance.llm_api_key if self.instance.pk else "")
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("clear_llm_api_key"):
+            if self.data.get(self.add_prefix("llm_api_key")):
+                self.add_error("llm_api_key", "Either type a new key or clear the stored one, not both.")
+            else:
+                cleaned["llm_api_key"] = ""
+        return cleaned
+
+    def clean_llm_base_url(self):
+        url = self.cleaned_data.get("llm_base_url", "").strip()
+        if url:
+            try:
+                validate_tenant_llm_url(url)
+            except BlockedURL as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return url
 
 
 @admin.register(Tenant)
@@ -51,10 +80,15 @@ class TenantAdmin(TenantConnectAdminMixin, BotTestAdminMixin, admin.ModelAdmin):
             "debounce_seconds", "bot_test_link",
         )}),
         ("LLM (empty: server defaults)", {"classes": ("collapse",), "fields": (
-            "llm_base_url", "llm_model", "llm_temperature", "llm_max_tokens", "llm_api_key",
+            "llm_base_url", "llm_model", "llm_temperature", "llm_max_tokens", "llm_api_key", "clear_llm_api_key",
         )}),
         ("Privacy", {"fields": ("retention_days",)}),
     )
+
+    @method_decorator(sensitive_post_parameters("llm_api_key"))
+    def changeform_view(self, *args, **kwargs):
+        # An error report of this page must not quote a key just typed in.
+        return super().changeform_view(*args, **kwargs)
 
     @admin.display(description="Twilio number")
     def twilio_number_masked(self, obj):

@@ -10,6 +10,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from project.encryption import EncryptedTextField
 from whatsapp.session_policy import STOP_REASONS
 
 E164 = RegexValidator(r"^\+[1-9]\d{6,14}$", "Use E.164 format: + and country code, e.g. +15551234567")
@@ -60,11 +61,17 @@ class Tenant(models.Model):
     )
     system_prompt = models.TextField(blank=True)
     business_facts = models.TextField(blank=True, help_text="Opening hours, address, services...")
-    llm_base_url = models.CharField(max_length=300, blank=True, help_text="e.g. http://127.0.0.1:11434/v1")
+    llm_base_url = models.CharField(
+        max_length=300, blank=True,
+        help_text="e.g. https://llm.example.com/v1. Internal hosts only if listed in LLM_ALLOWED_INTERNAL_HOSTS.",
+    )
     llm_model = models.CharField(max_length=100, blank=True)
     llm_temperature = models.FloatField(null=True, blank=True)
     llm_max_tokens = models.PositiveIntegerField(null=True, blank=True)
-    llm_api_key = models.CharField(max_length=300, blank=True, help_text="Write-only; empty: LLM_API_KEY.")
+    # Encrypted at rest (project.encryption); the admin never shows it back.
+    llm_api_key = EncryptedTextField(
+        blank=True, help_text="Write-only. Empty: LLM_API_KEY, which is sent only to LLM_BASE_URL."
+    )
     debounce_seconds = models.FloatField(null=True, blank=True, help_text="Empty: BOT_DEBOUNCE_SECONDS.")
     retention_days = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)],

@@ -1,6 +1,10 @@
 """The LLM engine: the tenant's system prompt, business facts and conversation memory,
 sent to an OpenAI-compatible Chat Completions API. Each setting comes from the tenant
-when set there, else from the server's settings (LLM_*)."""
+when set there, else from the server's settings (LLM_*).
+
+The server's LLM_API_KEY goes only to the server's LLM_BASE_URL: a tenant with a URL of
+its own sends its own key there, or no Authorization header at all (whoever can edit a
+tenant could otherwise point the URL at their server and receive the server's key)."""
 
 from __future__ import annotations
 
@@ -12,14 +16,18 @@ from bots.prompt import build_messages
 
 
 def config_for(tenant) -> LLMConfig:
+    server_url = settings.LLM_BASE_URL.rstrip("/")
+    base_url = (tenant.llm_base_url or "").strip().rstrip("/") or server_url
+    own_url = base_url != server_url
     return LLMConfig(
-        base_url=(tenant.llm_base_url or settings.LLM_BASE_URL).rstrip("/"),
-        api_key=tenant.llm_api_key or settings.LLM_API_KEY,
+        base_url=base_url,
+        api_key=tenant.llm_api_key or ("" if own_url else settings.LLM_API_KEY),
         model=tenant.llm_model or settings.LLM_MODEL,
         temperature=settings.LLM_TEMPERATURE if tenant.llm_temperature is None else tenant.llm_temperature,
         max_tokens=tenant.llm_max_tokens or settings.LLM_MAX_TOKENS,
         timeout=settings.LLM_TIMEOUT,
         deadline=settings.LLM_DEADLINE,
+        tenant_url=own_url,
     )
 
 

@@ -1,25 +1,48 @@
 """The zero-setup engine: the tenant's keyword/regex rules, a greeting for a first
-message, and the fallback answer otherwise. It never fails."""
+message, and the fallback answer otherwise. It never fails.
+
+A burst ("Hi" / "what are your hours?" / "do you deliver?") is one batch: each message is
+matched on its own, so every question a rule recognises gets its answer, in the order
+asked (one answer per rule, even if asked twice)."""
 
 from __future__ import annotations
+
+import re
 
 from bots.engines.base import Reply
 from bots.models import Rule
 
-GREETINGS = {"hi", "hello", "hey", "hola", "shalom", "good morning", "good evening", "start"}
+GREETINGS = ("good morning", "good afternoon", "good evening", "hi", "hello", "hey", "hiya", "hola", "shalom",
+             "start")
+# "hello there", "hi all", "hey, how are you": a greeting plus a few words is still a
+# greeting. A burst gets the greeting only if all of it is greetings: "hi" + a question no
+# rule knows is a question, and gets the fallback answer.
+GREETING_TAIL_WORDS = 3
+_GREETING = re.compile(rf"^(?:{'|'.join(re.escape(g) for g in GREETINGS)})\b")
 
 
 class RulesEngine:
     name = "rules"
 
     def reply(self, tenant, inbound, history) -> Reply:
-        text = "\n".join(m.body for m in inbound if m.body).strip()
-        for rule in Rule.objects.filter(tenant=tenant, enabled=True):
-            if text and rule.matches(text):
-                return Reply(rule.answer, self.name)
-        if text.lower().strip(" !.?") in GREETINGS and tenant.greeting:
+        texts = [m.body.strip() for m in inbound if m.body and m.body.strip()]
+        rules = list(Rule.objects.filter(tenant=tenant, enabled=True))
+        answers: list[str] = []
+        for text in texts:
+            rule = next((r for r in rules if r.matches(text)), None)
+            if rule is not None and rule.answer not in answers:
+                answers.append(rule.answer)
+        if answers:
+            return Reply("\n\n".join(answers), self.name)
+        if tenant.greeting and texts and all(is_greeting(t) for t in texts):
             return Reply(tenant.greeting, self.name)
         return Reply(fallback_text(tenant), self.name)
+
+
+def is_greeting(text: str) -> bool:
+    words = " ".join(re.findall(r"[\w']+", text.lower()))
+    match = _GREETING.match(words)
+    return match is not None and len(words[match.end():].split()) <= GREETING_TAIL_WORDS
 
 
 def fallback_text(tenant) -> str:
