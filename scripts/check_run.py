@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import requests
+
 ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -73,6 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--redis-url", default="", help="else make run picks one (its usual rules)")
     parser.add_argument("--command", default="make run")
+    parser.add_argument("--busy", action="store_true", help="press Ctrl-C while a reply is being sent")
     args = parser.parse_args()
 
     run_dir = tempfile.mkdtemp(prefix="check-run-")
@@ -108,6 +111,14 @@ def main() -> int:
     print(f"--- READY line (after {ready_after:.1f} s) ---")
     print(ready[0] if ready else "(none)")
 
+    if args.busy and ready:
+        # Ctrl-C while a reply is on its way: the fake Twilio answers slowly, and a customer
+        # message is in the pipeline (1.5 s debounce, then a send that takes 4 s).
+        requests.post(f"http://127.0.0.1:{env['FAKE_TWILIO_PORT']}/_fake/faults", json={"delay_seconds": 4}, timeout=5)
+        subprocess.run([sys.executable, "manage.py", "send_test_webhook", "demo", "--server", f"http://{web}",
+                        "--wait", "0", "--body", "hours?"], cwd=ROOT, env=env, check=True, capture_output=True)
+        time.sleep(2.5)
+        print("--- a reply is being sent (fake Twilio takes 4 s) when Ctrl-C comes ---")
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     stopped = time.monotonic()
     after = read_until(primary, proc, lambda text: False, 60)

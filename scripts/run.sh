@@ -76,6 +76,11 @@ stop_all() {
   echo
   echo "stopping (Ctrl-C): web, workers, beat, Flower, sidecar..."
   kill "$WAITER_PID" 2>/dev/null || true
+  # Paused, honcho cannot SIGTERM whole process groups (Celery's pool children mid-task)
+  # while scripts/stop_run.py stops each process the way it wants to be stopped.
+  kill -STOP "$HONCHO_PID" 2>/dev/null || true
+  python -m scripts.stop_run --honcho-pid "$HONCHO_PID" || true
+  kill -CONT "$HONCHO_PID" 2>/dev/null || true
   kill -TERM "$HONCHO_PID" 2>/dev/null || true
   wait "$HONCHO_PID" 2>/dev/null || true
   if [ -n "$STARTED_REDIS_DIR" ] && [ -f "$STARTED_REDIS_DIR/redis.pid" ]; then
