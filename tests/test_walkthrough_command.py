@@ -59,7 +59,7 @@ def test_a_redelivered_message_sid_is_reported_as_a_duplicate_ignored_with_its_o
 
     assert "duplicate" not in first
     assert "duplicate ignored, as expected" in again
-    assert "reply sent through Twilio" in again
+    assert "its one reply, to the first delivery, sent through Twilio" in again
     assert len(twilio.sent_to(PHONE)) == 1
     assert Message.objects.filter(direction=Direction.OUTBOUND).count() == 1
 

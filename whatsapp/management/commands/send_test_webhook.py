@@ -44,7 +44,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(
                 "duplicate ignored, as expected: this MessageSid was already stored, so it gets no second reply"))
         if opts["wait"] > 0:
-            self._follow(tenant, sid, opts["wait"], opts["server"].rstrip("/"))
+            self._follow(tenant, sid, opts["wait"], opts["server"].rstrip("/"), already_stored)
 
     def _post(self, tenant: Tenant, sid: str, opts: dict) -> None:
         path = f"/webhooks/twilio/{tenant.slug}/"
@@ -67,7 +67,7 @@ class Command(BaseCommand):
         if response.status_code != 200:
             raise CommandError(response.text)
 
-    def _follow(self, tenant: Tenant, sid: str, wait: float, server: str) -> None:
+    def _follow(self, tenant: Tenant, sid: str, wait: float, server: str, duplicate: bool) -> None:
         deadline = time.monotonic() + wait
         inbound = reply = None
         while time.monotonic() < deadline:
@@ -84,11 +84,13 @@ class Command(BaseCommand):
                 f"no reply within {wait:g} s: the message still waits for an answer (status {inbound.status}). "
                 "Is the ai worker running? (`make run` starts it)"))
         else:
-            self._report(tenant, inbound, reply, server)
+            self._report(tenant, inbound, reply, server, duplicate)
 
-    def _report(self, tenant: Tenant, inbound: Message, reply: Message, server: str) -> None:
+    def _report(self, tenant: Tenant, inbound: Message, reply: Message, server: str, duplicate: bool) -> None:
         merged = reply.in_reply_to_id != inbound.pk
         what = "reply (one for this message and the later ones of its burst)" if merged else "reply"
+        if duplicate:
+            what = f"its one {what}, to the first delivery,"
         if reply.status in ACCEPTED or reply.status in (Status.FAILED, Status.UNDELIVERED):
             after = (reply.sent_at - inbound.created_at).total_seconds()
             line = (f"{what} sent through {PROVIDER_NAMES.get(reply.provider, reply.provider)} "
