@@ -101,3 +101,36 @@ def test_without_workers_the_walkthrough_says_the_message_waits_for_an_answer(ho
 
     assert "no reply within 1 s: the message still waits for an answer (status received)" in out.getvalue()
     assert Message.objects.get(direction=Direction.INBOUND).status == Status.RECEIVED
+
+
+def test_a_message_merged_into_a_burst_is_reported_with_the_bursts_one_reply(
+    client, hours_rule, twilio, start_worker, live_server
+):
+    import threading
+
+    from django.db import connection
+
+    from tests.conftest import post_twilio, twilio_form
+
+    hours_rule.debounce_seconds = 2.0
+    hours_rule.save()
+    start_worker()
+    outputs = []
+
+    def run():
+        try:
+            outputs.append(walkthrough(live_server.url, "--body", "Hello!"))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(lambda: Message.objects.filter(direction=Direction.INBOUND).exists(), 10, message="the first message")
+    # The customer writes again within the debounce: one reply answers both.
+    assert post_twilio(client, "/webhooks/twilio/acme/", twilio_form(Body="What are your opening hours?")).status_code == 200
+    thread.join(30)
+
+    assert "reply (one for this message and the later ones of its burst) sent through Twilio" in outputs[0]
+    sent = twilio.sent_to(PHONE)
+    assert len(sent) == 1 and HOURS in sent[0]["body"]
+    assert repr(sent[0]["body"]) in outputs[0]
