@@ -66,7 +66,7 @@ setsid honcho start -f "$RUN_DIR/Procfile" -d "$PWD" &
 HONCHO_PID=$!
 python -m scripts.wait_ready --since "$RUN_STARTED" --watch-pid "$HONCHO_PID" --web "http://$WEB_BIND" \
   --flower "http://127.0.0.1:$FLOWER_PORT" --flower-auth "$FLOWER_BASIC_AUTH" \
-  --sidecar "${SIDECAR_URL:-http://127.0.0.1:3001}" --redis "$REDIS_URL" \
+  --redis "$REDIS_URL" \
   --beat-schedule "$RUN_DIR/celerybeat-schedule" --admin-password-file "$RUN_DIR/admin-password" \
   --note "${DEMO_NOTE:-}" &
 WAITER_PID=$!

@@ -36,12 +36,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--web", required=True, help="e.g. http://127.0.0.1:8000")
     parser.add_argument("--flower", required=True, help="e.g. http://127.0.0.1:5555")
     parser.add_argument("--flower-auth", default="", help="user:password")
-    parser.add_argument("--sidecar", required=True, help="e.g. http://127.0.0.1:3001")
-    parser.add_argument("--redis", required=True)
+    parser.add_argument("--sidecar", default="", help="default: Django's SIDECAR_URL (.env included)")
+    parser.add_argument("--redis", default="", help="default: Django's REDIS_URL")
     parser.add_argument("--beat-schedule", required=True, help="celery beat's schedule file (-s)")
     parser.add_argument("--admin-password-file", required=True)
     parser.add_argument("--note", default="", help="appended to the line (demo mode...)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not (args.sidecar and args.redis):
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+        from django.conf import settings  # what every process of the run reads (.env too)
+
+        args.sidecar = args.sidecar or settings.SIDECAR_URL
+        args.redis = args.redis or settings.REDIS_URL
+    return args
 
 
 def http_ok(url: str, auth: tuple[str, str] | None = None) -> str | None:
