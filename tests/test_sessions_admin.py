@@ -115,3 +115,31 @@ def test_nobody_deletes_a_session_record_in_the_admin(admin_client, tenant):
                                                         "post": "yes"})
 
     assert SessionState.objects.filter(pk=state.pk).exists()
+
+
+def test_in_sandbox_mode_a_simulate_scanning_button_beside_the_qr_enqueues_the_scan(
+    admin_client, tenant, redis_server, settings
+):
+    settings.SIDECAR_TRANSPORT = "sandbox"
+    SessionState.objects.create(tenant=tenant, desired="running", status="waiting_for_qr", qr=QR)
+
+    page = admin_client.get("/admin/whatsapp/sessionstate/tenant/acme/").content.decode()
+    assert 'value="Simulate scanning"' in page
+    response = admin_client.post("/admin/whatsapp/sessionstate/tenant/acme/simulate_scan/")
+
+    assert response.status_code == 302
+    assert queued_tasks(redis_server) == [("whatsapp.lifecycle.simulate_scan", ["acme"])]
+
+
+def test_with_real_whatsapp_there_is_no_simulate_scanning_button_and_the_action_is_refused(
+    admin_client, tenant, redis_server, settings
+):
+    settings.SIDECAR_TRANSPORT = "baileys"
+    SessionState.objects.create(tenant=tenant, desired="running", status="waiting_for_qr", qr=QR)
+
+    page = admin_client.get("/admin/whatsapp/sessionstate/tenant/acme/").content.decode()
+    assert "Simulate scanning" not in page
+    response = admin_client.post("/admin/whatsapp/sessionstate/tenant/acme/simulate_scan/", follow=True)
+
+    assert "Unknown action" in response.content.decode()
+    assert queued_tasks(redis_server) == []

@@ -26,6 +26,19 @@ ACTIONS = {
 }
 MANAGE_PERMISSION = "whatsapp.manage_session"
 
+# Demo mode only: the sandbox's simulated phone scans the QR code (no phone needed).
+SANDBOX_ACTIONS = {
+    "simulate_scan": "Simulated scan requested: the sandbox phone pairs and the session connects in a moment.",
+}
+
+
+def sandbox_mode() -> bool:
+    return settings.SIDECAR_TRANSPORT == "sandbox"
+
+
+def available_actions() -> dict[str, str]:
+    return {**ACTIONS, **SANDBOX_ACTIONS} if sandbox_mode() else ACTIONS
+
 
 def qr_data_uri(qr: str) -> str:
     """The QR string WhatsApp gave, drawn as an SVG image (dark on white, with the quiet
@@ -108,6 +121,7 @@ class SessionStateAdmin(admin.ModelAdmin):
             "qr_image": qr_data_uri(state.qr) if can_manage and state and state.qr else "",
             "can_act": can_manage,
             "actions": list(ACTIONS),
+            "sandbox": sandbox_mode(),
             "refresh_seconds": max(2, int(settings.SESSION_HEALTH_INTERVAL_SECONDS // 2)),
         }
         return render(request, "admin/whatsapp/sessionstate/session.html", context)
@@ -116,7 +130,8 @@ class SessionStateAdmin(admin.ModelAdmin):
         if not self.has_manage_permission(request):
             raise PermissionDenied
         tenant = get_object_or_404(Tenant, slug=slug)
-        if action not in ACTIONS:
+        actions = available_actions()
+        if action not in actions:
             messages.error(request, f"Unknown action {action!r}.")
             return redirect(session_url(slug))
         from whatsapp import lifecycle
@@ -127,5 +142,5 @@ class SessionStateAdmin(admin.ModelAdmin):
         except Exception as exc:  # noqa: BLE001 - the broker is down: say so, do not 500
             messages.error(request, f"Could not enqueue the {action}: {exc}")
         else:
-            messages.info(request, ACTIONS[action])
+            messages.info(request, actions[action])
         return redirect(session_url(slug))

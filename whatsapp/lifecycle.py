@@ -11,6 +11,7 @@ alert (admin, dashboard, metrics) until a person presses Start.
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from django.conf import settings
@@ -179,6 +180,31 @@ def restart(self, tenant_slug: str) -> None:
         state.save()
         _stop(state, logout=False)
         _start(state)
+
+
+SCAN_CONNECT_WAIT_SECONDS = 10
+
+
+@shared_task(acks_late=True)
+def simulate_scan(tenant_slug: str) -> None:
+    """Demo mode (sandbox transport): the simulated phone scans the QR code, so the pairing
+    flow can be seen without a phone. The session pairs, restarts (515) and connects; the
+    state is recorded as soon as it has, not at the next health check."""
+    with log_context(tenant=tenant_slug):
+        state = _state(tenant_slug)
+        client = SidecarClient()
+        try:
+            if not client.sandbox_scan(tenant_slug):
+                log.warning("simulated scan: the session shows no QR code")
+                return
+            deadline = time.monotonic() + SCAN_CONNECT_WAIT_SECONDS
+            while not client.status(tenant_slug).get("connected") and time.monotonic() < deadline:
+                time.sleep(0.2)
+        except SidecarUnavailable as exc:
+            _sidecar_down(state, exc)
+            return
+        log.info("simulated scan done")
+        check(state)
 
 
 @shared_task(acks_late=True)

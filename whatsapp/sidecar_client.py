@@ -51,6 +51,20 @@ class SidecarClient:
     def logout(self, tenant: str) -> dict:
         return self._call("POST", tenant, "/logout", timeout=(self.timeout[0], 30.0))
 
+    def sandbox_scan(self, tenant: str) -> bool:
+        """Sandbox transport only: the simulated phone scans the session's QR code. False
+        when the session shows no QR code to scan."""
+        url = f"{self.base}/sandbox/{quote(tenant, safe='')}/scan"
+        try:
+            response = self.session.post(url, json={}, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise SidecarUnavailable(f"sidecar POST /scan: {exc}") from exc
+        if response.status_code == 409:
+            return False
+        if response.status_code != 200:
+            raise SidecarUnavailable(f"sidecar POST /scan: HTTP {response.status_code}")
+        return True
+
     def healthy(self) -> bool:
         try:
             return self.session.get(f"{self.base}/healthz", timeout=(1.0, 2.0)).status_code == 200

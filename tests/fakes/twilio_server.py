@@ -35,6 +35,8 @@ import argparse
 import base64
 import json
 import random
+import signal
+import sys
 import threading
 import time
 import uuid
@@ -379,7 +381,12 @@ def main() -> None:
     args = parser.parse_args()
     fake = FakeTwilio(args.host, args.port, args.account_sid, args.auth_token)
     print(f"fake Twilio API on {fake.base_url}", flush=True)
-    fake.server.serve_forever()
+    # Stopped by `make run` with SIGTERM: exit cleanly, without a "Terminated" line.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        fake.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.template.response import TemplateResponse
 
+from whatsapp.models import Status
 from whatsapp.ops.chart import hourly_bars
 from whatsapp.ops.summary import pipeline_summary, rate, seconds
 
@@ -26,6 +27,7 @@ def dashboard(request):
             (provider, [statuses.get(s, 0) for s in item["statuses"]], sum(statuses.values()))
             for provider, statuses in item["w"].by_provider.items()
         ]
+        item["status_labels"] = [Status(s).label if s in Status.values else s for s in item["statuses"]]
     context = {
         **admin.site.each_context(request),
         "title": "Pipeline dashboard",
@@ -33,6 +35,7 @@ def dashboard(request):
         "windows": windows,
         "oldest_unanswered": seconds(summary["oldest_unanswered_s"]),
         "chart": hourly_bars(summary["hourly"]),
+        "day": summary["windows"][-1],
     }
     return TemplateResponse(request, "admin/ops/dashboard.html", context)
 

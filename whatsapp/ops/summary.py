@@ -7,12 +7,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F
+from django.db.models import Count, F, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
 from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, SessionState, Status
 
+# Accepted by a provider, then reported failed/undelivered: it did not reach the customer.
+FAILED_AFTER_ACCEPTANCE = (Status.FAILED, Status.UNDELIVERED)
+
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+# The chart covers exactly the "day" window, so its bars add up to the day's counts.
+CHART_HOURS = 24
+NOT_TRIED = "no provider tried"
 # Above this many replies in a window the percentiles come from the most recent ones.
 LATENCY_SAMPLE = 20000
 
@@ -22,11 +29,14 @@ class Window:
     name: str
     since: datetime
     inbound: int = 0
+    answered: int = 0  # inbound messages a reply was made for (their own, or their burst's)
+    merged: int = 0  # ... answered by the reply to a later message of the same burst
     by_status: dict[str, int] = field(default_factory=dict)  # outbound
     by_provider: dict[str, dict[str, int]] = field(default_factory=dict)  # outbound, provider -> status -> n
-    replies_sent: int = 0
-    replies_dead: int = 0
-    replies_failed: int = 0  # accepted, then reported failed/undelivered by the provider
+    replies_sent: int = 0  # accepted by a provider in the window (the chart's green)
+    replies_dead: int = 0  # dead letters made in the window (the chart's red)
+    dead_resolved: int = 0  # ... of which staff have since requeued or discarded, or a receipt confirmed
+    replies_failed: int = 0  # accepted in the window, then reported failed/undelivered by the provider
     median_reply_s: float | None = None
     p95_reply_s: float | None = None
     attempted: int = 0  # outbound messages with at least one attempt
@@ -47,20 +57,29 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 def window_summary(name: str, since: datetime) -> Window:
     w = Window(name=name, since=since)
-    w.inbound = Message.objects.filter(direction=Direction.INBOUND, created_at__gte=since).count()
+    inbound = Message.objects.filter(direction=Direction.INBOUND, created_at__gte=since)
+    w.inbound = inbound.count()
+    answered = inbound.filter(status=Status.ANSWERED)
+    w.answered = answered.count()
+    # A burst gets one reply, linked to its newest message (bots.tasks): the others have none of their own.
+    w.merged = answered.exclude(replies__direction=Direction.OUTBOUND).count()
+
     outbound = Message.objects.filter(direction=Direction.OUTBOUND, created_at__gte=since)
     by_provider: dict[str, dict[str, int]] = defaultdict(dict)
     by_status: dict[str, int] = defaultdict(int)
-    for row in outbound.values("provider", "status").annotate(n=Count("id")):
-        by_provider[row["provider"] or "none"][row["status"]] = row["n"]
+    for row in with_shown_provider(outbound).values("shown_provider", "status").annotate(n=Count("id")):
+        by_provider[row["shown_provider"]][row["status"]] = row["n"]
         by_status[row["status"]] += row["n"]
     w.by_status, w.by_provider = dict(by_status), {k: dict(v) for k, v in sorted(by_provider.items())}
 
+    # The same two numbers as the chart's bars (hourly_replies), so the page agrees with itself.
+    accepted = Message.objects.filter(direction=Direction.OUTBOUND, sent_at__gte=since)
+    w.replies_sent = accepted.exclude(status__in=FAILED_AFTER_ACCEPTANCE).count()
     # A reply the provider reported failed/undelivered did not reach the customer.
-    delivered = {Status.SENT, Status.DELIVERED, Status.READ}
-    w.replies_sent = sum(n for status, n in by_status.items() if status in delivered)
-    w.replies_failed = by_status.get(Status.FAILED, 0) + by_status.get(Status.UNDELIVERED, 0)
-    w.replies_dead = by_status.get(Status.DEAD, 0)
+    w.replies_failed = accepted.filter(status__in=FAILED_AFTER_ACCEPTANCE).count()
+    made = DeadLetter.objects.filter(created_at__gte=since)
+    w.replies_dead = made.count()
+    w.dead_resolved = made.filter(resolved_at__isnull=False).count()
 
     # Time to reply: the customer's message stored -> our answer accepted by a provider.
     latencies = sorted(
@@ -86,16 +105,29 @@ def window_summary(name: str, since: datetime) -> Window:
     return w
 
 
-def hourly_replies(now: datetime, hours: int = 24) -> list[dict]:
-    """Replies answered and dead-lettered per hour, oldest first: the dashboard's chart."""
-    start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+def with_shown_provider(outbound):
+    """Each reply under the provider that accepted it or, if none did (a dead letter, a
+    discarded reply), the last one tried: never under an empty "none"."""
+    last_tried = DeliveryAttempt.objects.filter(message=OuterRef("pk")).order_by("-started_at", "-pk")
+    return outbound.annotate(
+        shown_provider=Coalesce(NullIf(F("provider"), Value("")), Subquery(last_tried.values("provider")[:1]),
+                                Value(NOT_TRIED))
+    )
+
+
+def hourly_replies(now: datetime, hours: int = CHART_HOURS) -> list[dict]:
+    """Replies accepted by a provider and dead letters made per hour of the last `hours`
+    (exactly, so they add up to the day window's counts), oldest first: the dashboard's chart."""
+    start = now - timedelta(hours=hours)
     buckets = [{"start": start + timedelta(hours=i), "sent": 0, "dead": 0} for i in range(hours)]
-    sent = Message.objects.filter(direction=Direction.OUTBOUND, sent_at__gte=start).values_list("sent_at", flat=True)
+    sent = (Message.objects.filter(direction=Direction.OUTBOUND, sent_at__gte=start)
+            .exclude(status__in=FAILED_AFTER_ACCEPTANCE).values_list("sent_at", flat=True))
     dead = DeadLetter.objects.filter(created_at__gte=start).values_list("created_at", flat=True)
     for kind, stamps in (("sent", sent), ("dead", dead)):
         for stamp in stamps.iterator():
-            index = int((stamp - start).total_seconds() // 3600)
-            if 0 <= index < hours:
+            # A stamp written after `now` (while this ran) goes in the last bar, as the counts have it.
+            index = min(int((stamp - start).total_seconds() // 3600), hours - 1)
+            if index >= 0:
                 buckets[index][kind] += 1
     return buckets
 

@@ -10,8 +10,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from bots.models import Rule
+from whatsapp.admin_sessions import session_url
 from whatsapp.management.commands.create_tenant import webhook_lines
-from whatsapp.models import Tenant
+from whatsapp.models import SessionState, Tenant
 
 DEMO_RULES = [
     ("hours, open, opening", "We are open Sunday to Friday, 8:00-18:00."),
@@ -28,11 +29,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         tenant, created = Tenant.objects.get_or_create(
-            slug="demo", defaults={"name": "Demo Business", "twilio_number": "+14155238886"}
+            slug="demo", defaults={"name": "Demo Business", "twilio_number": "+14155238886",
+                                   "baileys_enabled": settings.SIDECAR_TRANSPORT == "sandbox"}
         )
         if created:
             for pattern, answer in DEMO_RULES:
                 Rule.objects.create(tenant=tenant, pattern=pattern, answer=answer)
+        if tenant.baileys_enabled:
+            self._start_session_once(tenant)
         password_file = Path(opts["run_dir"]) / "admin-password"
         User = get_user_model()
         if not User.objects.filter(username="admin").exists():
@@ -46,4 +50,19 @@ class Command(BaseCommand):
             self.stdout.write(line)
         where = f"the password is in {password_file}" if password_file.exists() else "password as you set it"
         self.stdout.write(f"  Admin:  {base}/admin/  (user admin; {where})")
+        if tenant.baileys_enabled:
+            self.stdout.write(f"  WhatsApp Web session: {base}{session_url(tenant.slug)}")
         self.stdout.write("  Try it: .venv/bin/python manage.py send_test_webhook demo --body 'What are your opening hours?'\n")
+
+    def _start_session_once(self, tenant: Tenant) -> None:
+        """The demo's WhatsApp Web session is wanted running from the first start (the
+        sandbox shows its QR code on the Sessions page); after that staff decide."""
+        from whatsapp import lifecycle
+
+        _state, created = SessionState.objects.get_or_create(tenant=tenant, defaults={"desired": "running"})
+        if created:
+            try:
+                # Queued now, run by the lifecycle worker once it is up.
+                lifecycle.start.delay(tenant.slug)
+            except Exception as exc:  # noqa: BLE001 - no broker: the health check starts it later
+                self.stderr.write(f"could not queue the session start ({exc}); the health check will start it")

@@ -16,7 +16,10 @@ class Command(BaseCommand):
         out(f"Pipeline status at {s['now']:%Y-%m-%d %H:%M:%S %Z}")
         for w in s["windows"]:
             out("")
-            out(f"Last {w.name}: {w.inbound} customer messages, {w.replies_sent} replies sent, {w.replies_dead} dead")
+            out(f"Last {w.name}: {w.inbound} customer messages, {w.replies_sent} replies sent, {w.replies_dead} dead "
+                f"letters made ({w.dead_resolved} resolved)")
+            merged = f" ({w.merged} by the one reply to their burst)" if w.merged else ""
+            out(f"  answered: {w.answered} of {w.inbound} customer messages{merged}")
             out(f"  time to reply: median {seconds(w.median_reply_s)}, p95 {seconds(w.p95_reply_s)}")
             out(f"  failover rate: {rate(w.failover_rate)} ({w.failed_over} of {w.attempted})")
             for provider, statuses in w.by_provider.items():

@@ -85,7 +85,7 @@ export async function createApp({ config, logger }) {
   let world = null;
   if (config.transport === 'sandbox') {
     const { SandboxWorld } = await import('./transports/sandbox.js');
-    world = new SandboxWorld();
+    world = new SandboxWorld({ pairing: config.sandboxPairing });
     transportFactory = world.factory;
   } else {
     // Loaded only here, so sandbox runs never import baileys.
@@ -219,6 +219,10 @@ export async function createApp({ config, logger }) {
       const id = wrap(() => world.inbound(tenant, body));
       if (!id) throw new HttpError(409, 'no_socket', 'the tenant has no live socket');
       return send(res, 200, { ok: true, id });
+    }
+    if (action === 'scan') {
+      if (!world.scan(tenant)) throw new HttpError(409, 'not_waiting_for_scan', 'the session shows no QR code to scan');
+      return send(res, 200, { ok: true });
     }
     if (action === 'disconnect') {
       if (!Number.isInteger(body.code)) throw new HttpError(400, 'invalid_request', '"code" must be an integer');

@@ -43,6 +43,12 @@ export function loadConfig(env = process.env) {
   const webhookSecret = env.SIDECAR_WEBHOOK_SECRET || '';
   if (webhookBase && !webhookSecret) throw new ConfigError('SIDECAR_WEBHOOK_SECRET is required when SIDECAR_WEBHOOK_BASE is set');
 
+  // Demo mode (scripts/run.sh) shows the QR pairing flow; tests want sessions that connect at once.
+  const sandboxPairing = env.SIDECAR_SANDBOX_PAIRING || 'instant';
+  if (sandboxPairing !== 'instant' && sandboxPairing !== 'manual') {
+    throw new ConfigError(`SIDECAR_SANDBOX_PAIRING must be "instant" or "manual", got ${JSON.stringify(sandboxPairing)}`);
+  }
+
   let waVersion = null;
   if (env.SIDECAR_WA_VERSION) {
     const parts = env.SIDECAR_WA_VERSION.split(',').map((p) => p.trim());
@@ -57,6 +63,7 @@ export function loadConfig(env = process.env) {
     port: int(env, 'SIDECAR_PORT', 3001, { max: 65535 }),
     token,
     transport,
+    sandboxPairing,
     dataDir: path.resolve(env.SIDECAR_DATA_DIR || './data'),
     webhookBase,
     webhookSecret,

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { startSidecar, waitFor, sleep } from './helpers.js';
+import { loadConfig } from '../src/config.js';
 
 const sockCreates = (logs, tenant) => logs.filter((l) => l.msg === 'SOCK_CREATE' && l.tenant === tenant).length;
 
@@ -141,4 +142,42 @@ test('stop keeps credentials; logout deletes them; tenants are independent', asy
   } finally {
     await sc.close();
   }
+});
+
+test('manual pairing (SIDECAR_SANDBOX_PAIRING=manual): the QR stays until the sandbox scan, then the session connects', async () => {
+  const sc = await startSidecar({ env: { SIDECAR_SANDBOX_PAIRING: 'manual' } });
+  try {
+    assert.equal((await sc.api('POST', '/sandbox/acme/scan', {})).status, 409, 'nothing to scan before a start');
+    const first = await sc.api('POST', '/sessions/acme/start');
+    assert.match(first.body.qr, /^sandbox-qr:acme:/);
+    assert.equal(first.body.connected, false);
+    await sleep(100);
+    const waiting = (await sc.api('GET', '/sessions/acme/status')).body;
+    assert.ok(waiting.qr && !waiting.connected, 'no phone, no pairing: the QR stays');
+    assert.equal((await sc.api('POST', '/sandbox/acme/scan', {}, { token: 'wrong' })).status, 401);
+
+    assert.equal((await sc.api('POST', '/sandbox/acme/scan', {})).status, 200);
+    const st = await waitFor(async () => {
+      const s = (await sc.api('GET', '/sessions/acme/status')).body;
+      return s.connected ? s : null;
+    }, { what: 'connected after the scan' });
+    assert.equal(st.qr, null);
+    assert.equal(st.authPaired, true);
+    assert.equal(st.canSend, true);
+    assert.equal((await sc.api('POST', '/sandbox/acme/scan', {})).status, 409, 'a paired session has no QR');
+  } finally {
+    await sc.close();
+  }
+});
+
+test('the default sandbox still pairs at once, and a bad SIDECAR_SANDBOX_PAIRING fails at startup', async () => {
+  const sc = await startSidecar();
+  try {
+    const first = await sc.api('POST', '/sessions/acme/start');
+    assert.equal(first.body.connected, true);
+    assert.equal(first.body.qr, null);
+  } finally {
+    await sc.close();
+  }
+  assert.throws(() => loadConfig({ SIDECAR_TOKEN: 't', SIDECAR_SANDBOX_PAIRING: 'later' }), /SIDECAR_SANDBOX_PAIRING/);
 });

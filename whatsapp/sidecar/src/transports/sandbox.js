@@ -12,7 +12,7 @@ const DEFAULT_BEHAVIOR = Object.freeze({
   hang: false, // sends never resolve (and never reach the phone)
   acceptThenHang: false, // the message reaches the phone, but the send never resolves
   failPresence: false, // the verification presence update fails
-  pairing: 'instant', // unpaired start: 'instant' pairs silently | 'scan' shows a QR, then pairs and closes with 515 like WhatsApp | 'never' shows a QR forever
+  pairing: 'instant', // unpaired start: 'instant' pairs silently | 'scan' shows a QR, then pairs and closes with 515 like WhatsApp | 'never' shows a QR forever | 'manual' shows a QR until POST /sandbox/{tenant}/scan
   scanDelayMs: 20,
   // The server ack (messages.update status 2) after a send is written: 'auto' acks at once,
   // 'withhold' keeps it until POST /sandbox/{t}/acks releases it, 'error' answers status 0.
@@ -36,16 +36,21 @@ function fakePhone(tenant) {
   return `1555${String(n).padStart(7, '0')}`;
 }
 
+const PAIRING_MODES = ['instant', 'scan', 'never', 'manual'];
+
 export class SandboxWorld {
-  constructor() {
+  /** `pairing`: how a new tenant's unpaired session pairs (SIDECAR_SANDBOX_PAIRING). */
+  constructor({ pairing = 'instant' } = {}) {
+    if (!PAIRING_MODES.includes(pairing)) throw new TypeError(`pairing must be ${PAIRING_MODES.join('|')}`);
     this.tenants = new Map();
+    this.defaultBehavior = Object.freeze({ ...DEFAULT_BEHAVIOR, pairing });
   }
 
   tenant(name) {
     let t = this.tenants.get(name);
     if (!t) {
       t = {
-        sent: [], behavior: { ...DEFAULT_BEHAVIOR }, socketsCreated: 0, openSockets: 0, maxOpenSockets: 0, current: null, seq: 0,
+        sent: [], behavior: { ...this.defaultBehavior }, socketsCreated: 0, openSockets: 0, maxOpenSockets: 0, current: null, seq: 0,
         offline: [], // messages WhatsApp holds for the device while its socket is down
         withheld: [], // message ids whose server ack is held back
       };
@@ -62,7 +67,7 @@ export class SandboxWorld {
     const allowed = Object.keys(DEFAULT_BEHAVIOR);
     for (const [k, v] of Object.entries(patch || {})) {
       if (!allowed.includes(k)) throw new TypeError(`unknown behavior ${k}`);
-      if (k === 'pairing' && !['instant', 'scan', 'never'].includes(v)) throw new TypeError('pairing must be instant|scan|never');
+      if (k === 'pairing' && !PAIRING_MODES.includes(v)) throw new TypeError(`pairing must be ${PAIRING_MODES.join('|')}`);
       if (['sendDelayMs', 'failSends', 'scanDelayMs'].includes(k) && !(Number.isInteger(v) && v >= 0)) throw new TypeError(`${k} must be a non-negative integer`);
       if (['hang', 'acceptThenHang', 'failPresence'].includes(k) && typeof v !== 'boolean') throw new TypeError(`${k} must be a boolean`);
       if (k === 'acks' && !['auto', 'withhold', 'error'].includes(v)) throw new TypeError('acks must be auto|withhold|error');
@@ -140,6 +145,14 @@ export class SandboxWorld {
     return true;
   }
 
+  /** The phone scans the QR of a session in 'manual' pairing: it pairs (then 515, like WhatsApp). */
+  scan(tenant) {
+    const sock = this.liveSocket(tenant);
+    if (!sock?.awaitingScan) return false;
+    sock._pair();
+    return true;
+  }
+
   disconnect(tenant, code) {
     const sock = this.liveSocket(tenant);
     if (!sock) return false;
@@ -187,17 +200,12 @@ export class SandboxTransport extends EventEmitter {
       const b = this.t.behavior;
       const id = `${fakePhone(this.tenant)}:1@s.whatsapp.net`;
       if (b.pairing === 'instant') {
-        await writeSimpleCreds(this.authDir, { me: { id, name: 'Sandbox' }, registered: true, sandbox: true }, { lockTimeoutMs: this.lockTimeoutMs });
+        await this._saveCreds(id);
         this.me = id;
       } else {
         this.emit('connection.update', { qr: `sandbox-qr:${this.tenant}:${crypto.randomBytes(6).toString('hex')}` });
-        if (b.pairing === 'scan') {
-          this._later(async () => {
-            await writeSimpleCreds(this.authDir, { me: { id, name: 'Sandbox' }, registered: true, sandbox: true }, { lockTimeoutMs: this.lockTimeoutMs });
-            // What WhatsApp does after a successful pairing: it asks for a restart.
-            this._end(boom(515, 'Stream Errored (restart required)'));
-          }, b.scanDelayMs);
-        }
+        this.awaitingScan = b.pairing === 'manual';
+        if (b.pairing === 'scan') this._later(() => this._pair(), b.scanDelayMs);
         return;
       }
     }
@@ -219,6 +227,17 @@ export class SandboxTransport extends EventEmitter {
   _ack(messageId, code) {
     const sent = this.t.sent.find((s) => s.messageId === messageId);
     this.emit('messages.update', [{ key: { id: messageId, remoteJid: sent?.to, fromMe: true }, update: { status: code } }]);
+  }
+
+  _saveCreds(id) {
+    return writeSimpleCreds(this.authDir, { me: { id, name: 'Sandbox' }, registered: true, sandbox: true }, { lockTimeoutMs: this.lockTimeoutMs });
+  }
+
+  async _pair() {
+    this.awaitingScan = false;
+    await this._saveCreds(`${fakePhone(this.tenant)}:1@s.whatsapp.net`);
+    // What WhatsApp does after a successful pairing: it asks for a restart.
+    this._end(boom(515, 'Stream Errored (restart required)'));
   }
 
   async sendPresenceUpdate(type) {
