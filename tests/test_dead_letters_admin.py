@@ -83,7 +83,7 @@ def test_edit_and_requeue_sends_the_corrected_text(client, staff, dead, twilio):
 
 
 def test_discard_keeps_a_note_and_sends_nothing(client, staff, dead, twilio):
-    client.post(f"{LIST_URL}{dead.pk}/resolve/", {"body": "", "note": "customer blocked us", "discard": "1"})
+    client.post(f"{LIST_URL}{dead.pk}/resolve/", {"body": "", "note": "customer blocked us", "discard": "1", "confirm_discard": "on"})
     dead.refresh_from_db()
     assert (dead.resolution, dead.note) == ("discarded", "customer blocked us")
     dead.message.refresh_from_db()
@@ -96,7 +96,7 @@ def test_staff_without_the_permission_cannot_requeue_or_discard(client, dead):
     user.user_permissions.add(Permission.objects.get(codename="view_deadletter"))
     client.force_login(user)
     client.post(LIST_URL, {"action": "requeue_selected", "_selected_action": [dead.pk]})
-    client.post(f"{LIST_URL}{dead.pk}/resolve/", {"note": "x", "discard": "1"})
+    client.post(f"{LIST_URL}{dead.pk}/resolve/", {"note": "x", "discard": "1", "confirm_discard": "on"})
     dead.refresh_from_db()
     assert dead.resolved_at is None
 
