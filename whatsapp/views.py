@@ -183,7 +183,7 @@ class BaileysInbound(SidecarWebhook):
 def sidecar_inbound(tenant: Tenant, data: dict) -> Inbound:
     """The inbound message in a sidecar webhook body (also used for a refused one that
     staff store from the dead letters); WebhookError if it is not a valid one."""
-    text_field = Webhook.text_field
+    text_field = SidecarWebhook.text_field
     message_id = text_field(data, "id", limit=100)
     # The sidecar treats a 4xx as poison (never retried), so every real message must be
     # accepted: `from` is null when WhatsApp gave only a LID; the contact is then
