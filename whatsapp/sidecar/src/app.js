@@ -5,6 +5,8 @@ import { SessionManager } from './session-manager.js';
 import { IdempotencyStore } from './idempotency.js';
 import { WebhookSpool } from './spool.js';
 import { toJid } from './whatsapp.js';
+import { ConnectionMarks } from './connection-marks.js';
+import { contactJids, eraseContact } from './privacy.js';
 
 export const TENANT_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const MAX_BODY = 64 * 1024;
@@ -22,6 +24,11 @@ class HttpError extends Error {
 }
 
 function send(res, status, body) {
+  if (status === 204) {
+    res.writeHead(204, { 'Cache-Control': 'no-store' });
+    res.end();
+    return;
+  }
   const raw = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(raw), 'Cache-Control': 'no-store' });
   res.end(raw);
@@ -93,9 +100,19 @@ export async function createApp({ config, logger }) {
     retryBaseMs: config.retryBaseMs,
     retryMaxMs: config.retryMaxMs,
     timeoutMs: config.webhookTimeoutMs,
+    authRetryMs: config.webhookAuthRetryMs,
   });
   const idempotency = new IdempotencyStore(config.dataDir, logger);
-  const manager = new SessionManager({ config, logger, transportFactory, idempotency, spool });
+  const marks = new ConnectionMarks(config.dataDir, { marginSeconds: config.appendMarginSeconds });
+  const manager = new SessionManager({ config, logger, transportFactory, idempotency, spool, marks });
+
+  // Idempotency records expire; the rejected spool is kept until Django collects it.
+  const retentionMs = config.idempotencyRetentionDays * 24 * 3600 * 1000;
+  const sweep = () => idempotency.expire(retentionMs).then(
+    (n) => { if (n) logger.info({ records: n }, 'idempotency_records_expired'); },
+    (err) => logger.error({ err: err.message }, 'idempotency_expiry_failed'),
+  );
+  let sweepTimer = null;
 
   async function route(req, res, url) {
     const parts = url.pathname.split('/').filter(Boolean).map((p) => {
@@ -114,11 +131,15 @@ export async function createApp({ config, logger }) {
 
     const isSessions = parts[0] === 'sessions' && parts.length >= 3;
     const isSandbox = parts[0] === 'sandbox' && parts.length === 3 && config.transport === 'sandbox';
-    if (!isSessions && !isSandbox) throw new HttpError(404, 'not_found', `no route for ${method} ${url.pathname}`);
+    const isRejected = parts[0] === 'inbound' && parts[1] === 'rejected' && parts.length <= 3;
+    const isErase = parts[0] === 'privacy' && parts[1] === 'erase' && parts.length === 2;
+    if (!isSessions && !isSandbox && !isRejected && !isErase) throw new HttpError(404, 'not_found', `no route for ${method} ${url.pathname}`);
 
     if (!tokenMatches(req.headers.authorization, config.token)) {
       throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token');
     }
+    if (isRejected) return rejectedRoute(req, res, url, parts[2], method);
+    if (isErase) return eraseRoute(req, res, method);
     const tenant = parts[1];
     if (!TENANT_RE.test(tenant)) throw new HttpError(400, 'invalid_tenant', 'tenant must match ^[a-z0-9][a-z0-9_-]{0,62}$');
     const action = parts.slice(2);
@@ -154,6 +175,31 @@ export async function createApp({ config, logger }) {
     throw new HttpError(404, 'not_found', `no route for ${method} ${url.pathname}`);
   }
 
+  // Inbound events Django refused for good: Django files them as dead letters, then deletes.
+  async function rejectedRoute(req, res, url, id, method) {
+    if (id === undefined && method === 'GET') {
+      const raw = url.searchParams.get('limit') ?? '100';
+      if (!/^\d{1,4}$/.test(raw) || Number(raw) < 1 || Number(raw) > 1000) throw new HttpError(400, 'invalid_request', 'limit must be 1..1000');
+      return send(res, 200, { items: await spool.listRejected(Number(raw)) });
+    }
+    if (id !== undefined && method === 'DELETE') {
+      if (!(await spool.deleteRejected(id))) throw new HttpError(400, 'invalid_request', 'bad rejected item id');
+      return send(res, 204);
+    }
+    throw new HttpError(405, 'method_not_allowed', 'GET /inbound/rejected or DELETE /inbound/rejected/{id}');
+  }
+
+  async function eraseRoute(req, res, method) {
+    if (method !== 'POST') throw new HttpError(405, 'method_not_allowed', 'use POST');
+    const body = await readJson(req);
+    if (typeof body.tenant !== 'string' || !TENANT_RE.test(body.tenant)) throw new HttpError(400, 'invalid_tenant', 'tenant must match ^[a-z0-9][a-z0-9_-]{0,62}$');
+    const jids = contactJids(body);
+    if (!jids) throw new HttpError(400, 'invalid_request', 'give "phone" (E.164) or "jid" (a user JID)');
+    const counts = await eraseContact({ idempotency, spool }, body.tenant, jids);
+    logger.info({ tenant: body.tenant, ...counts }, 'contact_erased'); // never the number
+    return send(res, 200, counts);
+  }
+
   async function sandboxRoute(req, res, tenant, action, method) {
     const wrap = (fn) => {
       try {
@@ -177,6 +223,11 @@ export async function createApp({ config, logger }) {
       if (!Number.isInteger(body.code)) throw new HttpError(400, 'invalid_request', '"code" must be an integer');
       if (!world.disconnect(tenant, body.code)) throw new HttpError(409, 'no_socket', 'the tenant has no live socket');
       return send(res, 200, { ok: true });
+    }
+    if (action === 'acks') {
+      const released = wrap(() => world.releaseAcks(tenant, body));
+      if (!released) throw new HttpError(409, 'no_socket', 'the tenant has no live socket');
+      return send(res, 200, { ok: true, released });
     }
     if (action === 'receipt') {
       if (typeof body.messageId !== 'string' || !body.messageId) throw new HttpError(400, 'invalid_request', '"messageId" is required');
@@ -213,9 +264,13 @@ export async function createApp({ config, logger }) {
         });
       });
       await spool.resume();
+      sweep();
+      sweepTimer = setInterval(sweep, config.sweepIntervalMs);
+      sweepTimer.unref();
       return server.address().port;
     },
     async close() {
+      clearInterval(sweepTimer);
       server.close();
       server.closeAllConnections?.();
       await manager.closeAll();

@@ -65,6 +65,17 @@ export function loadConfig(env = process.env) {
     webhookTimeoutMs: int(env, 'SIDECAR_WEBHOOK_TIMEOUT_MS', 10000, { min: 1 }),
     retryBaseMs: int(env, 'SIDECAR_RETRY_BASE_MS', 1000, { min: 1 }),
     retryMaxMs: int(env, 'SIDECAR_RETRY_MAX_MS', 60000, { min: 1 }),
+    // Baileys' sendMessage resolves when the frame is written; the server ack must follow
+    // within this, well below Django's SIDECAR_READ_TIMEOUT (8 s), or the outcome is unknown.
+    ackTimeoutMs: int(env, 'SIDECAR_ACK_TIMEOUT_MS', 5000, { min: 1 }),
+    // `append` upserts newer than the last connect minus this are forwarded (clock skew
+    // between WhatsApp's timestamps and ours).
+    appendMarginSeconds: int(env, 'SIDECAR_APPEND_MARGIN_SECONDS', 300),
+    // Webhook answers 401/403/404 can heal (clock skew, secret rotation, renamed tenant):
+    // retried with backoff for this long after the event was spooled, then rejected.
+    webhookAuthRetryMs: int(env, 'SIDECAR_WEBHOOK_AUTH_RETRY_MS', 15 * 60 * 1000),
+    idempotencyRetentionDays: int(env, 'SIDECAR_IDEMPOTENCY_RETENTION_DAYS', 30, { min: 1 }),
+    sweepIntervalMs: int(env, 'SIDECAR_SWEEP_INTERVAL_MS', 60 * 60 * 1000, { min: 1000 }),
     authLockTimeoutMs: int(env, 'SIDECAR_AUTH_LOCK_TIMEOUT_MS', 30000, { min: 1 }),
     waVersion,
     logLevel: env.SIDECAR_LOG_LEVEL || 'info',

@@ -1,101 +1,185 @@
-// Durable outcome of every send, by idempotency key. An append-only JSONL file per tenant,
-// fsync'd on every record: "pending" is on disk BEFORE the send starts, the final outcome
-// after it ends. A key found "pending" after a restart may have left (the process died
-// mid-send), so it becomes "unknown" and is never re-sent automatically.
+// Durable outcome of every send, by idempotency key: one small JSON file per key, written
+// atomically (tmp + fsync + rename), so a lookup reads one file and nothing is ever loaded
+// whole into memory. "pending" is on disk BEFORE the send starts, the final outcome after
+// it ends. A key found "pending" with no send in flight may have left (the process died
+// mid-send): it reads as "unknown" and is never re-sent automatically.
+//
+// Layout: <dataDir>/idempotency/<tenant>/keys/<sha256(key)>.json and
+//         <dataDir>/idempotency/<tenant>/messages/<sha256(messageId)>.json -> {messageId, key}
+// A record names its recipient only as `toHash` (sha256 of the JID), enough to erase it.
 import fs from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import readline from 'node:readline';
 import path from 'node:path';
-import { mutexFor } from './fsutil.js';
+import crypto from 'node:crypto';
+import { mutexFor, writeFileAtomic, readJsonOrNull, fsyncDir } from './fsutil.js';
 
 export const OUTCOMES = ['pending', 'sent', 'failed', 'unknown'];
+
+const sha = (s) => crypto.createHash('sha256').update(String(s)).digest('hex');
+
+/** The hash a record keeps of its recipient; device suffixes (":3") do not matter. */
+export function contactHash(jid) {
+  return sha(String(jid).replace(/:\d+@/, '@')).slice(0, 32);
+}
 
 export class IdempotencyStore {
   constructor(dataDir, logger) {
     this.dir = path.join(dataDir, 'idempotency');
     this.logger = logger;
-    this.tenants = new Map(); // tenant -> Promise<{byKey: Map, byMessageId: Map}>
+    this.migrations = new Map(); // tenant -> Promise (legacy JSONL import, once per process)
   }
 
-  fileFor(tenant) {
-    return path.join(this.dir, `${tenant}.jsonl`);
+  keyFile(tenant, key) {
+    return path.join(this.dir, tenant, 'keys', `${sha(key)}.json`);
   }
 
-  load(tenant) {
-    let p = this.tenants.get(tenant);
+  messageFile(tenant, messageId) {
+    return path.join(this.dir, tenant, 'messages', `${sha(messageId)}.json`);
+  }
+
+  async _read(file) {
+    try {
+      return await readJsonOrNull(file);
+    } catch (err) {
+      if (err instanceof SyntaxError) return null; // cannot happen with atomic writes; be safe
+      throw err;
+    }
+  }
+
+  async get(tenant, key) {
+    await this._migrated(tenant);
+    const rec = await this._read(this.keyFile(tenant, key));
+    return rec && rec.key === key && OUTCOMES.includes(rec.outcome) ? rec : null;
+  }
+
+  async _write(tenant, rec, { sync = true } = {}) {
+    await writeFileAtomic(this.keyFile(tenant, rec.key), JSON.stringify(rec), { syncDir: sync });
+    if (rec.messageId) {
+      await writeFileAtomic(this.messageFile(tenant, rec.messageId), JSON.stringify({ messageId: rec.messageId, key: rec.key }), { syncDir: sync });
+    }
+  }
+
+  /** Write the whole record for `rec.key` (stamped with `at`). */
+  async record(tenant, rec) {
+    await this._migrated(tenant);
+    const full = { ...rec, at: rec.at || new Date().toISOString() };
+    await mutexFor(`idem:${this.keyFile(tenant, rec.key)}`).run(() => this._write(tenant, full));
+    return full;
+  }
+
+  /**
+   * Atomic read-check-write: if the key's outcome is one of `from`, merge `patch` into it.
+   * Returns the new record, or null when the outcome was something else (or absent).
+   */
+  async transition(tenant, key, from, patch) {
+    await this._migrated(tenant);
+    return mutexFor(`idem:${this.keyFile(tenant, key)}`).run(async () => {
+      const rec = await this._read(this.keyFile(tenant, key));
+      if (!rec || !from.includes(rec.outcome)) return null;
+      const next = { ...rec, ...patch, at: new Date().toISOString() };
+      await this._write(tenant, next);
+      return next;
+    });
+  }
+
+  async keyForMessageId(tenant, messageId) {
+    await this._migrated(tenant);
+    const idx = await this._read(this.messageFile(tenant, messageId));
+    return idx?.messageId === messageId ? idx.key : null;
+  }
+
+  /** Every record of `tenant` whose recipient hashes to one of `hashes`: removed. Returns the count. */
+  async erase(tenant, hashes) {
+    await this._migrated(tenant);
+    let n = 0;
+    await eachFile(path.join(this.dir, tenant, 'keys'), async (file) => {
+      const rec = await this._read(file);
+      if (!rec || !hashes.includes(rec.toHash)) return;
+      await mutexFor(`idem:${file}`).run(async () => {
+        if (rec.messageId) await fs.rm(this.messageFile(tenant, rec.messageId), { force: true });
+        await fs.rm(file, { force: true });
+      });
+      n++;
+    });
+    return n;
+  }
+
+  /** Remove records (and message-id entries) not written for `maxAgeMs`. Returns the count of records. */
+  async expire(maxAgeMs, now = Date.now()) {
+    let n = 0;
+    let tenants = [];
+    try {
+      tenants = (await fs.readdir(this.dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name);
+    } catch (err) {
+      if (err.code !== 'ENOENT') throw err;
+    }
+    for (const tenant of tenants) {
+      for (const sub of ['keys', 'messages']) {
+        await eachFile(path.join(this.dir, tenant, sub), async (file) => {
+          const st = await fs.stat(file).catch(() => null);
+          if (!st || now - st.mtimeMs <= maxAgeMs) return;
+          await mutexFor(`idem:${file}`).run(() => fs.rm(file, { force: true }));
+          if (sub === 'keys') n++;
+        });
+      }
+    }
+    return n;
+  }
+
+  // Earlier versions kept one append-only JSONL file per tenant. Import it once, line by
+  // line (last line wins, never overwriting a newer record), then remove it.
+  _migrated(tenant) {
+    let p = this.migrations.get(tenant);
     if (!p) {
-      p = this._load(tenant);
-      this.tenants.set(tenant, p);
-      p.catch(() => this.tenants.delete(tenant));
+      p = this._migrate(tenant);
+      this.migrations.set(tenant, p);
+      p.catch(() => this.migrations.delete(tenant));
     }
     return p;
   }
 
-  async _load(tenant) {
-    const byKey = new Map();
-    const byMessageId = new Map();
-    let text = '';
+  async _migrate(tenant) {
+    const legacy = path.join(this.dir, `${tenant}.jsonl`);
     try {
-      text = await fs.readFile(this.fileFor(tenant), 'utf8');
-    } catch (err) {
-      if (err.code !== 'ENOENT') throw err;
+      await fs.access(legacy);
+    } catch {
+      return;
     }
-    const lines = text.split('\n');
-    lines.forEach((line, i) => {
-      if (!line.trim()) return;
+    const lines = readline.createInterface({ input: createReadStream(legacy, 'utf8'), crlfDelay: Infinity });
+    let n = 0;
+    for await (const line of lines) {
+      if (!line.trim()) continue;
+      let rec;
       try {
-        const rec = JSON.parse(line);
-        if (typeof rec.key === 'string' && OUTCOMES.includes(rec.outcome)) {
-          byKey.set(rec.key, rec);
-          if (rec.messageId) byMessageId.set(rec.messageId, rec.key);
-        }
+        rec = JSON.parse(line);
       } catch {
         // A torn last line from a crash mid-append; earlier lines are intact (fsync'd).
-        this.logger.warn({ tenant, line: i + 1 }, 'idempotency_store_skipped_bad_line');
+        this.logger.warn({ tenant }, 'idempotency_store_skipped_bad_line');
+        continue;
       }
-    });
-    const state = { byKey, byMessageId };
-    const stale = [...byKey.values()].filter((r) => r.outcome === 'pending');
-    for (const rec of stale) {
-      await this._append(tenant, state, { key: rec.key, outcome: 'unknown', error: 'sidecar restarted while the send was in flight', at: new Date().toISOString() });
-      this.logger.warn({ tenant, idempotencyKey: rec.key }, 'idempotency_pending_became_unknown');
+      if (typeof rec.key !== 'string' || !OUTCOMES.includes(rec.outcome)) continue;
+      const existing = await this._read(this.keyFile(tenant, rec.key));
+      if (existing && existing.at > rec.at) continue;
+      await this._write(tenant, rec, { sync: false });
+      n++;
     }
-    return state;
+    for (const sub of ['keys', 'messages']) await fsyncDir(path.join(this.dir, tenant, sub));
+    await fs.rm(legacy, { force: true });
+    this.logger.info({ tenant, records: n }, 'idempotency_store_migrated');
   }
+}
 
-  async _append(tenant, state, rec) {
-    const file = this.fileFor(tenant);
-    await mutexFor(`idem:${file}`).run(async () => {
-      await fs.mkdir(this.dir, { recursive: true });
-      const fh = await fs.open(file, 'a');
-      try {
-        await fh.appendFile(`${JSON.stringify(rec)}\n`);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    });
-    state.byKey.set(rec.key, rec);
-    if (rec.messageId) state.byMessageId.set(rec.messageId, rec.key);
+/** Call `fn(file)` for each regular file in `dir`, streaming the directory (no full listing in memory). */
+export async function eachFile(dir, fn) {
+  let handle;
+  try {
+    handle = await fs.opendir(dir);
+  } catch (err) {
+    if (err.code === 'ENOENT') return;
+    throw err;
   }
-
-  /** Synchronous lookup; only valid after `await load(tenant)`. */
-  peek(state, key) {
-    return state.byKey.get(key) || null;
-  }
-
-  async get(tenant, key) {
-    const state = await this.load(tenant);
-    return state.byKey.get(key) || null;
-  }
-
-  async record(tenant, rec) {
-    const state = await this.load(tenant);
-    const full = { ...rec, at: rec.at || new Date().toISOString() };
-    await this._append(tenant, state, full);
-    return full;
-  }
-
-  async keyForMessageId(tenant, messageId) {
-    const state = await this.load(tenant);
-    return state.byMessageId.get(messageId) || null;
+  for await (const entry of handle) {
+    if (entry.isFile() && entry.name.endsWith('.json') && !entry.name.startsWith('.')) await fn(path.join(dir, entry.name));
   }
 }

@@ -6,6 +6,8 @@ import crypto from 'node:crypto';
 import { authDirFor, clearAuthDir, readPairedId } from './auth-store.js';
 import { maskPhone } from './log.js';
 import { disconnectCode, reasonName, inboundPayloads, receiptUpdates } from './whatsapp.js';
+import { AckTracker, ackUpdates, settles } from './acks.js';
+import { contactHash } from './idempotency.js';
 
 class SendTimeoutError extends Error {}
 
@@ -39,6 +41,13 @@ class Session {
     this.epoch = 0;
     this.socketsCreated = 0;
     this.autoRestarts = [];
+    this.acks = new AckTracker(); // outlives sockets: a late ack may come on the next one
+    this.appendSince = null; // seconds; `append` upserts from then on are new messages
+    this.openedAt = null;
+  }
+
+  waitingAck(messageId) {
+    return this.acks.waiters.has(messageId);
   }
 
   get canSend() {
@@ -47,8 +56,9 @@ class Session {
 }
 
 export class SessionManager {
-  constructor({ config, logger, transportFactory, idempotency, spool }) {
+  constructor({ config, logger, transportFactory, idempotency, spool, marks }) {
     this.config = config;
+    this.marks = marks;
     this.logger = logger;
     this.factory = transportFactory;
     this.idem = idempotency;
@@ -154,6 +164,8 @@ export class SessionManager {
     t.on('messages.upsert', (u) => this._onUpsert(s, t, u));
     t.on('messages.update', (u) => this._onReceipts(s, t, u));
 
+    s.appendSince = await this.marks.appendSince(tenant).catch(() => null);
+    s.openedAt = null;
     try {
       await t.start();
     } catch (err) {
@@ -194,6 +206,10 @@ export class SessionManager {
       this.logger.info({ tenant: s.tenant }, 'qr_updated');
       this._settle(s, t, { kind: 'qr' });
     }
+    if (update.connection === 'open') s.openedAt = new Date().toISOString();
+    // Baileys: the server has delivered everything it held while we were away. From now on
+    // this connection's start is the mark the next connect compares `append` upserts with.
+    if (update.receivedPendingNotifications && s.openedAt) this._mark(s, s.openedAt, 'offline_delivered');
     if (update.connection === 'open') {
       this._verify(s, t).catch((err) => this.logger.error({ tenant: s.tenant, err: err.message }, 'verify_crashed'));
     } else if (update.connection === 'close') {
@@ -220,6 +236,8 @@ export class SessionManager {
     s.connectedSince = new Date().toISOString();
     s.qr = null;
     this.logger.info({ tenant, user: maskPhone(t.userId) }, 'session_connected');
+    // A first connect has no mark yet: set one, so the next reconnect can tell new from old.
+    if (s.appendSince === null) this._mark(s, s.openedAt || s.connectedSince, 'first_connect');
     this._settle(s, t, { kind: 'open' });
   }
 
@@ -251,6 +269,13 @@ export class SessionManager {
     }
   }
 
+  _mark(s, connectedAt, why) {
+    this.marks.record(s.tenant, connectedAt).then(
+      () => this.logger.info({ tenant: s.tenant, connectedAt, why }, 'connection_marked'),
+      (err) => this.logger.error({ tenant: s.tenant, err: err.message }, 'connection_mark_failed'),
+    );
+  }
+
   /** Detach and close the current socket; resolves when it is fully closed. */
   _teardown(s, { logout = false } = {}) {
     const t = s.transport;
@@ -276,9 +301,9 @@ export class SessionManager {
 
   _drainSends(s) {
     if (s.activeSends === 0) return Promise.resolve();
-    // Each send is itself bounded by the send timeout; the extra margin covers the fsyncs.
+    // Each send is itself bounded by the send and ack timeouts; the margin covers the fsyncs.
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, this.config.sendTimeoutMs + 1000);
+      const timer = setTimeout(resolve, this.config.sendTimeoutMs + this.config.ackTimeoutMs + 1000);
       s.drainWaiters.push(() => { clearTimeout(timer); resolve(); });
     });
   }
@@ -323,15 +348,24 @@ export class SessionManager {
   /** Returns { httpStatus, body }. Never sends a key twice unless its last outcome is "failed". */
   async send(tenant, { jid, text, idempotencyKey: key }) {
     const s = this.session(tenant);
-    const state = await this.idem.load(tenant);
     // From here to inflight.set there is no await: concurrent callers see each other.
     const inflight = s.inflight.get(key);
     if (inflight) {
       const r = await inflight;
       return { httpStatus: r.httpStatus, body: { ...r.body, duplicate: true } };
     }
+    const p = this._sendOnce(s, { jid, text, key });
+    s.inflight.set(key, p);
+    try {
+      return await p;
+    } finally {
+      s.inflight.delete(key);
+    }
+  }
+
+  async _sendOnce(s, { jid, text, key }) {
     const fp = crypto.createHash('sha256').update(`${jid}\n${text}`).digest('hex').slice(0, 32);
-    const prev = this.idem.peek(state, key);
+    const prev = await this.idem.get(s.tenant, key);
     if (prev && prev.fp && prev.fp !== fp && prev.outcome !== 'failed') {
       return { httpStatus: 409, body: { error: 'idempotency_key_conflict', detail: 'this key was used for a different recipient or text', idempotencyKey: key } };
     }
@@ -344,16 +378,10 @@ export class SessionManager {
     if (!s.canSend) {
       return { httpStatus: 409, body: { error: 'not_ready', detail: 'the session cannot send', canSend: false, connected: s.connected, idempotencyKey: key } };
     }
-    const p = this._doSend(s, { jid, text, key, fp });
-    s.inflight.set(key, p);
-    try {
-      return await p;
-    } finally {
-      s.inflight.delete(key);
-    }
+    return this._doSend(s, { jid, text, key, fp, toHash: contactHash(jid) });
   }
 
-  async _doSend(s, { jid, text, key, fp }) {
+  async _doSend(s, { jid, text, key, fp, toHash }) {
     const tenant = s.tenant;
     const t = s.transport;
     s.activeSends++;
@@ -365,44 +393,83 @@ export class SessionManager {
       s.activeSends--;
       if (s.activeSends === 0) for (const w of s.drainWaiters.splice(0)) w();
     };
+    const base = { key, fp, toHash };
     try {
       try {
-        await this.idem.record(tenant, { key, outcome: 'pending', fp });
+        await this.idem.record(tenant, { ...base, outcome: 'pending' });
       } catch (err) {
         this.logger.error({ tenant, idempotencyKey: key, err: err.message }, 'idempotency_store_write_failed');
         return { httpStatus: 500, body: { error: 'store_failed', detail: 'could not persist the idempotency record; nothing was sent', idempotencyKey: key } };
       }
       this.logger.info({ tenant, idempotencyKey: key, to: maskPhone(jid) }, 'send_start');
       let sendPromise;
+      let messageId;
       try {
         if (s.transport !== t || !t) throw new Error('session closed before the send started');
         sendPromise = Promise.resolve().then(() => t.sendText(jid, text));
-        const { messageId } = await withTimeout(sendPromise, this.config.sendTimeoutMs, 'send timed out');
-        const durationMs = Date.now() - started;
-        await this.idem.record(tenant, { key, outcome: 'sent', messageId, fp, durationMs });
-        this.logger.info({ tenant, idempotencyKey: key, messageId, durationMs }, 'send_done');
-        return { httpStatus: 200, body: { status: 'sent', messageId, idempotencyKey: key, duplicate: false } };
+        ({ messageId } = await withTimeout(sendPromise, this.config.sendTimeoutMs, 'send timed out'));
       } catch (err) {
         const durationMs = Date.now() - started;
         if (err instanceof SendTimeoutError) {
-          await this.idem.record(tenant, { key, outcome: 'unknown', error: 'send timed out; the message may have been sent', fp, durationMs });
+          await this.idem.record(tenant, { ...base, outcome: 'unknown', error: 'send timed out; the message may have been sent', durationMs });
           this.logger.error({ tenant, idempotencyKey: key, durationMs, timeoutMs: this.config.sendTimeoutMs }, 'send_timeout');
-          // If the socket answers after all, the key becomes "sent" (never re-sent either way).
-          sendPromise.then(async ({ messageId }) => {
-            await this.idem.record(tenant, { key, outcome: 'sent', messageId, fp, late: true });
-            this.logger.warn({ tenant, idempotencyKey: key, messageId, durationMs: Date.now() - started }, 'send_late_success');
+          // If the socket answers after all, the message id is kept; its server ack then
+          // decides the outcome (never re-sent either way).
+          sendPromise.then(async (late) => {
+            s.acks.bind(late.messageId, key);
+            await this.idem.transition(tenant, key, ['unknown'], { messageId: late.messageId, late: true });
+            this.logger.warn({ tenant, idempotencyKey: key, messageId: late.messageId, durationMs: Date.now() - started }, 'send_late_written');
+            await this._applyAck(s, late.messageId, key);
           }, () => {}).catch(() => {});
           return { httpStatus: 504, body: { error: 'send_timeout', detail: `no answer within ${this.config.sendTimeoutMs} ms; outcome unknown`, idempotencyKey: key } };
         }
-        await this.idem.record(tenant, { key, outcome: 'failed', error: String(err.message || err).slice(0, 500), fp, durationMs }).catch((e) => {
+        await this.idem.record(tenant, { ...base, outcome: 'failed', error: String(err.message || err).slice(0, 500), durationMs }).catch((e) => {
           this.logger.error({ tenant, idempotencyKey: key, err: e.message }, 'idempotency_store_write_failed');
         });
         this.logger.error({ tenant, idempotencyKey: key, durationMs, err: err.message }, 'send_failed');
         return { httpStatus: 502, body: { error: 'send_failed', detail: String(err.message || err).slice(0, 500), idempotencyKey: key } };
       }
+      return await this._awaitServerAck(s, { ...base, messageId, started });
     } finally {
       finish();
     }
+  }
+
+  // Written to the socket is not sent: wait for WhatsApp's server ack of this message id.
+  async _awaitServerAck(s, { key, fp, toHash, messageId, started }) {
+    const tenant = s.tenant;
+    const base = { key, fp, toHash, messageId };
+    s.acks.bind(messageId, key);
+    // The id is on disk before the wait, so a late ack or error can still settle the key.
+    await this.idem.record(tenant, { ...base, outcome: 'pending', written: true });
+    const acked = await s.acks.wait(messageId, this.config.ackTimeoutMs);
+    const durationMs = Date.now() - started;
+    if (acked === true) {
+      await this.idem.record(tenant, { ...base, outcome: 'sent', durationMs });
+      this.logger.info({ tenant, idempotencyKey: key, messageId, durationMs }, 'send_done');
+      return { httpStatus: 200, body: { status: 'sent', messageId, idempotencyKey: key, duplicate: false } };
+    }
+    if (acked === false) {
+      const error = 'WhatsApp answered the message with an error status';
+      await this.idem.record(tenant, { ...base, outcome: 'failed', error, durationMs });
+      this.logger.error({ tenant, idempotencyKey: key, messageId, durationMs }, 'send_server_error');
+      return { httpStatus: 502, body: { error: 'send_failed', detail: error, idempotencyKey: key } };
+    }
+    await this.idem.record(tenant, { ...base, outcome: 'unknown', error: `written, but no server ack within ${this.config.ackTimeoutMs} ms`, durationMs });
+    this.logger.error({ tenant, idempotencyKey: key, messageId, durationMs, ackTimeoutMs: this.config.ackTimeoutMs }, 'send_ack_timeout');
+    await this._applyAck(s, messageId, key); // an ack that raced the record above
+    return { httpStatus: 504, body: { error: 'ack_timeout', detail: `written to WhatsApp, but no server ack within ${this.config.ackTimeoutMs} ms; outcome unknown`, idempotencyKey: key, messageId } };
+  }
+
+  /** An ack (or error) seen for `messageId` settles its key if the key is still unknown. */
+  async _applyAck(s, messageId, key) {
+    const settledAs = s.acks.settled(messageId);
+    if (settledAs === null) return;
+    const k = key ?? s.acks.keyFor(messageId) ?? await this.idem.keyForMessageId(s.tenant, messageId);
+    if (!k) return;
+    const patch = settledAs ? { outcome: 'sent', error: undefined, ackedLate: true } : { outcome: 'failed', error: 'WhatsApp answered the message with an error status' };
+    const rec = await this.idem.transition(s.tenant, k, ['unknown'], patch);
+    if (rec) this.logger.warn({ tenant: s.tenant, idempotencyKey: k, messageId, outcome: rec.outcome }, 'send_outcome_settled_late');
   }
 
   async outcome(tenant, key) {
@@ -420,17 +487,23 @@ export class SessionManager {
 
   _onUpsert(s, t, upsert) {
     if (s.transport !== t) return;
-    for (const payload of inboundPayloads(s.tenant, upsert)) {
-      this.logger.info({ tenant: s.tenant, id: payload.id, from: maskPhone(payload.from || payload.fromJid), type: payload.type }, 'inbound_received');
+    for (const payload of inboundPayloads(s.tenant, upsert, { appendSince: s.appendSince })) {
+      this.logger.info({ tenant: s.tenant, id: payload.id, from: maskPhone(payload.from || payload.fromJid), type: payload.type, upsert: upsert.type }, 'inbound_received');
       this.spool.enqueue(s.tenant, 'inbound', payload).catch((err) => this.logger.error({ tenant: s.tenant, id: payload.id, err: err.message }, 'spool_write_failed'));
     }
   }
 
   _onReceipts(s, t, updates) {
     if (s.transport !== t) return;
+    for (const a of ackUpdates(updates)) {
+      s.acks.note(a.messageId, a.status);
+      if (settles(a.status) !== null && !s.waitingAck(a.messageId)) {
+        this._applyAck(s, a.messageId).catch((err) => this.logger.error({ tenant: s.tenant, messageId: a.messageId, err: err.message }, 'ack_record_failed'));
+      }
+    }
     for (const r of receiptUpdates(updates)) {
       (async () => {
-        const idempotencyKey = await this.idem.keyForMessageId(s.tenant, r.messageId);
+        const idempotencyKey = s.acks.keyFor(r.messageId) ?? await this.idem.keyForMessageId(s.tenant, r.messageId);
         await this.spool.enqueue(s.tenant, 'status', {
           tenant: s.tenant, messageId: r.messageId, idempotencyKey, status: r.status, timestamp: Math.floor(Date.now() / 1000),
         });

@@ -1,11 +1,18 @@
 // Durable webhook delivery: every event is written to disk (atomically) before any HTTP
 // call, and removed only when Django answers 2xx. 5xx/408/429/network errors retry with
-// exponential backoff (jittered, capped) for as long as it takes; other 4xx are poison and
-// move to spool/rejected/ (kept for an operator, never retried in a loop).
+// exponential backoff (jittered, capped) for as long as it takes; 401/403/404 can heal
+// (clock skew, a rotated secret, a renamed tenant) and retry for a bounded time; other 4xx
+// are poison and move to spool/rejected/ with Django's answer, where Django collects them
+// as inbound dead letters (GET /inbound/rejected, then DELETE).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { writeFileAtomic } from './fsutil.js';
+import { eachFile } from './idempotency.js';
+
+// <ms since epoch, 15 digits>-<pid>-<seq>-<kind>-<tenant>.json
+export const SPOOL_NAME_RE = /^\d{15}-\d{1,10}-\d{6,}-(inbound|status)-[a-z0-9][a-z0-9_-]{0,62}\.json$/;
+const ERROR_CHARS = 500;
 
 export function signBody(secret, timestamp, rawBody) {
   return `sha256=${crypto.createHmac('sha256', secret).update(`${timestamp}.${rawBody}`).digest('hex')}`;
@@ -15,8 +22,26 @@ export function isRetryableStatus(status) {
   return status >= 500 || status === 408 || status === 429;
 }
 
+/** Refusals that a later attempt can overcome: signature (skew, rotation), unknown tenant (rename). */
+export function mayHealLater(status) {
+  return status === 401 || status === 403 || status === 404;
+}
+
+/** Django's `{"error", "detail"}` answer as one line, bounded. */
+function describeRefusal(status, text) {
+  let detail = text ? `HTTP ${status}: ${text}` : `HTTP ${status}`;
+  try {
+    const body = JSON.parse(text);
+    if (body && typeof body === 'object') detail = body.error ? `${body.error}: ${body.detail ?? ''}` : `HTTP ${status}`;
+  } catch {
+    // not JSON: keep the text
+  }
+  return detail.slice(0, ERROR_CHARS);
+}
+
 export class WebhookSpool {
-  constructor({ dataDir, webhookBase, secret, logger, retryBaseMs = 1000, retryMaxMs = 60000, timeoutMs = 10000 }) {
+  constructor({ dataDir, webhookBase, secret, logger, retryBaseMs = 1000, retryMaxMs = 60000, timeoutMs = 10000, authRetryMs = 15 * 60 * 1000 }) {
+    this.authRetryMs = authRetryMs;
     this.pendingDir = path.join(dataDir, 'spool', 'pending');
     this.rejectedDir = path.join(dataDir, 'spool', 'rejected');
     this.webhookBase = webhookBase;
@@ -89,7 +114,7 @@ export class WebhookSpool {
         return;
       }
       this.logger.error({ spool: name, err: err.message }, 'spool_unreadable');
-      await this._reject(name, 'unreadable spool file');
+      await this._reject(name, { httpStatus: null, error: 'unreadable spool file' });
       return;
     }
     if (!this.webhookBase) {
@@ -107,6 +132,7 @@ export class WebhookSpool {
     const timer = setTimeout(() => controller.abort(), this.timeoutMs);
     let status = null;
     let error = null;
+    let answer = '';
     try {
       const res = await fetch(url, {
         method: 'POST',
@@ -120,7 +146,7 @@ export class WebhookSpool {
         body: item.body,
       });
       status = res.status;
-      await res.arrayBuffer().catch(() => {});
+      answer = await res.text().catch(() => '');
     } catch (err) {
       error = err.name === 'AbortError' ? 'timeout' : (err.cause?.code || err.message);
     } finally {
@@ -135,9 +161,10 @@ export class WebhookSpool {
       this.logger.info({ ...ctx, status }, 'webhook_delivered');
       return;
     }
-    if (status !== null && !isRetryableStatus(status)) {
+    const ageMs = Date.now() - (Date.parse(item.createdAt) || Date.now());
+    if (status !== null && !isRetryableStatus(status) && !(mayHealLater(status) && ageMs < this.authRetryMs)) {
       this.logger.error({ ...ctx, status }, 'webhook_rejected');
-      await this._reject(name, `HTTP ${status}`);
+      await this._reject(name, { httpStatus: status, error: describeRefusal(status, answer) }, item);
       return;
     }
     const delay = this._backoff(attempt);
@@ -145,15 +172,97 @@ export class WebhookSpool {
     this._schedule(name, attempt + 1, delay);
   }
 
-  async _reject(name, reason) {
+  // The rejected file is the spooled item plus why and when Django refused it, written
+  // atomically before the pending file goes; an unreadable item is moved as it is.
+  async _reject(name, { httpStatus, error }, item = null) {
     this.active.delete(name);
-    await fs.mkdir(this.rejectedDir, { recursive: true });
+    const from = path.join(this.pendingDir, name);
+    const to = path.join(this.rejectedDir, name);
     try {
-      await fs.rename(path.join(this.pendingDir, name), path.join(this.rejectedDir, name));
-      this.logger.warn({ spool: name, reason }, 'spool_moved_to_rejected');
+      if (item) {
+        const rejection = { httpStatus, error, rejectedAt: new Date().toISOString() };
+        await writeFileAtomic(to, JSON.stringify({ ...item, rejection }));
+        await fs.rm(from, { force: true });
+      } else {
+        await fs.mkdir(this.rejectedDir, { recursive: true });
+        await fs.rename(from, to);
+      }
+      this.logger.warn({ spool: name, httpStatus, error }, 'spool_moved_to_rejected');
     } catch (err) {
       if (err.code !== 'ENOENT') throw err;
     }
+  }
+
+  /** The oldest `limit` rejected items, in the shape GET /inbound/rejected answers. */
+  async listRejected(limit) {
+    let names = [];
+    try {
+      names = (await fs.readdir(this.rejectedDir)).filter((n) => SPOOL_NAME_RE.test(n));
+    } catch (err) {
+      if (err.code !== 'ENOENT') throw err;
+    }
+    names.sort();
+    const items = [];
+    for (const name of names.slice(0, limit)) {
+      const [, kind, tenant] = /^(?:[^-]+-){3}(inbound|status)-(.+)\.json$/.exec(name);
+      let item = null;
+      try {
+        item = JSON.parse(await fs.readFile(path.join(this.rejectedDir, name), 'utf8'));
+      } catch (err) {
+        if (err.code === 'ENOENT') continue; // collected meanwhile
+      }
+      let payload = null;
+      try {
+        payload = JSON.parse(item?.body);
+      } catch {
+        // unreadable: listed so staff see that something was lost
+      }
+      const rejection = item?.rejection || {};
+      items.push({
+        id: name,
+        tenant: item?.tenant || tenant,
+        kind: (item?.kind || kind) === 'status' ? 'status' : 'message',
+        httpStatus: rejection.httpStatus ?? null,
+        error: String(rejection.error || 'unreadable spool file').slice(0, ERROR_CHARS),
+        rejectedAt: rejection.rejectedAt || item?.createdAt || null,
+        payload,
+      });
+    }
+    return items;
+  }
+
+  /** Remove a collected rejected item; false if `id` is not a spool name. Idempotent. */
+  async deleteRejected(id) {
+    if (!SPOOL_NAME_RE.test(id)) return false;
+    await fs.rm(path.join(this.rejectedDir, id), { force: true });
+    return true;
+  }
+
+  /** Remove pending and rejected items of `tenant` for which `matches(item)` is true. Returns the count. */
+  async erase(tenant, matches) {
+    let n = 0;
+    for (const dir of [this.pendingDir, this.rejectedDir]) {
+      await eachFile(dir, async (file) => {
+        const name = path.basename(file);
+        if (!name.endsWith(`-${tenant}.json`)) return;
+        let item;
+        try {
+          item = JSON.parse(await fs.readFile(file, 'utf8'));
+        } catch {
+          return;
+        }
+        if (item.tenant !== tenant || !(await matches(item))) return;
+        const entry = this.active.get(name);
+        if (entry && dir === this.pendingDir) {
+          clearTimeout(entry.timer);
+          entry.controller?.abort();
+          this.active.delete(name);
+        }
+        await fs.rm(file, { force: true });
+        n++;
+      });
+    }
+    return n;
   }
 
   async close() {

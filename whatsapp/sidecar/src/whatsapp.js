@@ -75,21 +75,37 @@ export function classify(message) {
   return { type: 'unsupported', text: '' };
 }
 
-function toSeconds(ts) {
+function timestampSeconds(ts) {
   const n = Number(ts?.toNumber ? ts.toNumber() : ts);
-  return Number.isFinite(n) && n > 0 ? Math.floor(n) : Math.floor(Date.now() / 1000);
+  return Number.isFinite(n) && n > 0 ? Math.floor(n) : null;
 }
 
 /**
- * messages.upsert -> inbound payloads. Only type "notify", never fromMe, only 1:1 chats
- * (groups, broadcasts, status and newsletters are ignored).
+ * Whether an upsert's messages are new customer messages. 'notify' always is. 'append' is
+ * also what Baileys 7 delivers after a reconnect for messages the server held while the
+ * socket was down (messages-recv.js: `node.attrs.offline ? 'append' : 'notify'`); those are
+ * already acknowledged to WhatsApp, so dropping them loses them. An append counts when it
+ * is not older than `appendSince` (seconds: when the session last connected, minus a clock
+ * margin); without that mark nothing proves it new (history, our own copies), so it is skipped.
  */
-export function inboundPayloads(tenant, upsert) {
-  if (!upsert || upsert.type !== 'notify' || !Array.isArray(upsert.messages)) return [];
+function isNew(type, ts, appendSince) {
+  if (type === 'notify') return true;
+  if (type !== 'append' || appendSince === null || appendSince === undefined) return false;
+  return ts !== null && ts >= appendSince;
+}
+
+/**
+ * messages.upsert -> inbound payloads: 'notify', and 'append' newer than `appendSince`;
+ * never fromMe, only 1:1 chats (groups, broadcasts, status and newsletters are ignored).
+ */
+export function inboundPayloads(tenant, upsert, { appendSince = null } = {}) {
+  if (!upsert || !Array.isArray(upsert.messages)) return [];
   const out = [];
   for (const msg of upsert.messages) {
     const key = msg?.key;
     if (!key || key.fromMe || !key.id || !msg.message) continue;
+    const ts = timestampSeconds(msg.messageTimestamp);
+    if (!isNew(upsert.type, ts, appendSince)) continue;
     const jid = key.remoteJid || '';
     if (!(jid.endsWith('@s.whatsapp.net') || jid.endsWith('@lid'))) continue;
     const kind = classify(msg.message);
@@ -103,7 +119,7 @@ export function inboundPayloads(tenant, upsert) {
       fromJid: jid,
       fromAltJid: alt,
       pushName: msg.pushName ?? null,
-      timestamp: toSeconds(msg.messageTimestamp),
+      timestamp: ts ?? Math.floor(Date.now() / 1000),
       type: kind.type,
       text: kind.text,
     });

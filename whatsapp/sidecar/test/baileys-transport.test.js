@@ -42,3 +42,25 @@ test('the transport builds its socket config from our auth store, a pinned versi
   assert.deepEqual(FORWARDED_EVENTS, ['connection.update', 'messages.upsert', 'messages.update']);
   await t.close();
 });
+
+test('phone numbers and JIDs in Baileys\' own log lines keep at most their last 4 digits', async () => {
+  const lines = [];
+  const logger = createLogger({ level: 'info', destination: { write: (l) => lines.push(l) } });
+  const t = baileysTransportFactory({ tenant: 'acme', authDir: await tmpDataDir(), logger, config: { waVersion: [2, 3000, 1], authLockTimeoutMs: 1000 } });
+  const cfg = await t.socketConfig();
+  // Shapes Baileys 7 logs (lib/Socket/messages-recv.js, messages-send.js): JIDs in objects,
+  // in binary-node attrs, in error messages and stacks, and in the message string.
+  const child = cfg.logger.child({ class: 'messages-recv' });
+  const err = new Error('failed to decrypt message from 15551234567@s.whatsapp.net');
+  child.warn({ key: { remoteJid: '15551234567@s.whatsapp.net', participant: '15551234567:12@s.whatsapp.net' }, jid: '99887766554433@lid' }, 'sending retry receipt');
+  child.error({ err, node: { tag: 'message', attrs: { from: '15551234567@s.whatsapp.net', recipient: '15551234567', t: '1732900000' } } }, 'error in handling message');
+  cfg.logger.warn('got offline message for +15551234567 / 15551234567@c.us');
+  const out = lines.join('');
+  assert.equal(lines.length, 3);
+  assert.ok(!out.includes('15551234567'), out);
+  assert.ok(!out.includes('99887766554433'), out);
+  assert.ok(!out.includes('5512345'), 'not even a long part of the number');
+  assert.ok(out.includes('***4567@s.whatsapp.net') && out.includes('***4433@lid'));
+  assert.ok(out.includes('1732900000'), 'timestamps and other numbers stay readable');
+  await t.close();
+});

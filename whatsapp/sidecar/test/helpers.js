@@ -22,6 +22,7 @@ export async function startSidecar({ dataDir, env = {} } = {}) {
     SIDECAR_PORT: '0',
     SIDECAR_DATA_DIR: dataDir,
     SIDECAR_SEND_TIMEOUT_MS: '400',
+    SIDECAR_ACK_TIMEOUT_MS: '300',
     SIDECAR_START_TIMEOUT_MS: '2000',
     SIDECAR_RETRY_BASE_MS: '50',
     SIDECAR_RETRY_MAX_MS: '200',

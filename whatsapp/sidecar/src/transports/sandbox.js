@@ -14,7 +14,13 @@ const DEFAULT_BEHAVIOR = Object.freeze({
   failPresence: false, // the verification presence update fails
   pairing: 'instant', // unpaired start: 'instant' pairs silently | 'scan' shows a QR, then pairs and closes with 515 like WhatsApp | 'never' shows a QR forever
   scanDelayMs: 20,
+  // The server ack (messages.update status 2) after a send is written: 'auto' acks at once,
+  // 'withhold' keeps it until POST /sandbox/{t}/acks releases it, 'error' answers status 0.
+  acks: 'auto',
 });
+
+// proto.WebMessageInfo.Status codes WhatsApp answers a sent message with.
+const ACK_CODES = Object.freeze({ server: 2, error: 0 });
 
 const MEDIA_TYPES = new Set(['text', 'image', 'audio', 'sticker', 'location', 'video', 'document']);
 
@@ -38,7 +44,11 @@ export class SandboxWorld {
   tenant(name) {
     let t = this.tenants.get(name);
     if (!t) {
-      t = { sent: [], behavior: { ...DEFAULT_BEHAVIOR }, socketsCreated: 0, openSockets: 0, maxOpenSockets: 0, current: null, seq: 0 };
+      t = {
+        sent: [], behavior: { ...DEFAULT_BEHAVIOR }, socketsCreated: 0, openSockets: 0, maxOpenSockets: 0, current: null, seq: 0,
+        offline: [], // messages WhatsApp holds for the device while its socket is down
+        withheld: [], // message ids whose server ack is held back
+      };
       this.tenants.set(name, t);
     }
     return t;
@@ -55,6 +65,7 @@ export class SandboxWorld {
       if (k === 'pairing' && !['instant', 'scan', 'never'].includes(v)) throw new TypeError('pairing must be instant|scan|never');
       if (['sendDelayMs', 'failSends', 'scanDelayMs'].includes(k) && !(Number.isInteger(v) && v >= 0)) throw new TypeError(`${k} must be a non-negative integer`);
       if (['hang', 'acceptThenHang', 'failPresence'].includes(k) && typeof v !== 'boolean') throw new TypeError(`${k} must be a boolean`);
+      if (k === 'acks' && !['auto', 'withhold', 'error'].includes(v)) throw new TypeError('acks must be auto|withhold|error');
     }
     Object.assign(t.behavior, patch);
     return { ...t.behavior };
@@ -62,7 +73,10 @@ export class SandboxWorld {
 
   state(tenant) {
     const t = this.tenant(tenant);
-    return { socketsCreated: t.socketsCreated, openSockets: t.openSockets, maxOpenSockets: t.maxOpenSockets, behavior: { ...t.behavior } };
+    return {
+      socketsCreated: t.socketsCreated, openSockets: t.openSockets, maxOpenSockets: t.maxOpenSockets, behavior: { ...t.behavior },
+      heldOffline: t.offline.length, withheldAcks: t.withheld.length,
+    };
   }
 
   sent(tenant) {
@@ -78,8 +92,6 @@ export class SandboxWorld {
     if (!MEDIA_TYPES.has(type)) throw new TypeError(`type must be one of ${[...MEDIA_TYPES].join(', ')}`);
     const digits = String(from ?? '').replace(/^\+/, '');
     if (!/^\d{6,15}$/.test(digits)) throw new TypeError('from must be E.164 digits');
-    const sock = this.liveSocket(tenant);
-    if (!sock) return null;
     const phoneJid = `${digits}@s.whatsapp.net`;
     const key = {
       id: id || `SBX${crypto.randomBytes(8).toString('hex').toUpperCase()}`,
@@ -96,11 +108,26 @@ export class SandboxWorld {
       document: { documentMessage: { mimetype: 'application/pdf', fileName: 'file.pdf', caption: text || undefined } },
       location: { locationMessage: { degreesLatitude: 32.08, degreesLongitude: 34.78, name: text || undefined } },
     }[type];
-    sock.emit('messages.upsert', {
-      type: 'notify',
-      messages: [{ key, message, pushName, messageTimestamp: Math.floor(Date.now() / 1000) }],
-    });
+    const msg = { key, message, pushName, messageTimestamp: Math.floor(Date.now() / 1000) };
+    const sock = this.liveSocket(tenant);
+    // Like WhatsApp's server: a message for a device that is offline is held and delivered
+    // after the next connect, as an 'append' upsert (see SandboxTransport._deliverOffline).
+    if (!sock) this.tenant(tenant).offline.push(msg);
+    else sock.emit('messages.upsert', { type: 'notify', messages: [msg] });
     return key.id;
+  }
+
+  /** Release withheld server acks (all, or one message id) as `server` (2) or `error` (0). Returns the ids. */
+  releaseAcks(tenant, { status = 'server', messageId } = {}) {
+    if (!Object.hasOwn(ACK_CODES, status)) throw new TypeError('status must be server or error');
+    if (messageId !== undefined && typeof messageId !== 'string') throw new TypeError('messageId must be a string');
+    const sock = this.liveSocket(tenant);
+    if (!sock) return null;
+    const t = this.tenant(tenant);
+    const released = t.withheld.filter((id) => messageId === undefined || id === messageId);
+    t.withheld = t.withheld.filter((id) => !released.includes(id));
+    for (const id of released) sock._ack(id, ACK_CODES[status]);
+    return released;
   }
 
   receipt(tenant, { messageId, status }) {
@@ -177,6 +204,21 @@ export class SandboxTransport extends EventEmitter {
     if (this.closed) return;
     this.user = { id: this.me, name: 'Sandbox' };
     this.emit('connection.update', { connection: 'open' });
+    this._later(() => this._deliverOffline());
+  }
+
+  // Baileys 7 (lib/Socket/messages-recv.js): a message the server stored while the device
+  // was offline carries attrs.offline and is upserted as type 'append', not 'notify'.
+  _deliverOffline() {
+    const held = this.t.offline.splice(0);
+    for (const msg of held) this.emit('messages.upsert', { type: 'append', messages: [msg] });
+    this.emit('connection.update', { receivedPendingNotifications: true });
+  }
+
+  // The server's answer to a written message: messages.update with the status code.
+  _ack(messageId, code) {
+    const sent = this.t.sent.find((s) => s.messageId === messageId);
+    this.emit('messages.update', [{ key: { id: messageId, remoteJid: sent?.to, fromMe: true }, update: { status: code } }]);
   }
 
   async sendPresenceUpdate(type) {
@@ -196,6 +238,9 @@ export class SandboxTransport extends EventEmitter {
     if (this.closed) throw boom(428, 'Connection Closed');
     const messageId = `3EB0${crypto.randomBytes(8).toString('hex').toUpperCase()}`;
     this.t.sent.push({ to: jid, text, messageId, at: new Date().toISOString() });
+    // sendMessage resolves when the frame is written; the server's ack comes after, apart.
+    if (b.acks === 'withhold') this.t.withheld.push(messageId);
+    else this._later(() => this._ack(messageId, ACK_CODES[b.acks === 'error' ? 'error' : 'server']));
     if (b.acceptThenHang) return new Promise(() => {});
     return { messageId };
   }
