@@ -58,7 +58,7 @@ def test_the_detail_page_shows_the_attempt_timeline(client, staff, dead):
     assert "permanent" in page and "21211" in page
 
 
-def test_requeue_sends_a_fresh_delivery_with_the_same_idempotency_key_once(
+def test_requeue_sends_one_fresh_delivery_with_a_new_key_generation_even_when_clicked_twice(
     client, staff, dead, twilio, django_capture_on_commit_callbacks
 ):
     key = dead.message.idempotency_key
@@ -70,7 +70,9 @@ def test_requeue_sends_a_fresh_delivery_with_the_same_idempotency_key_once(
     assert dead.resolution == "requeued" and dead.resolved_by == staff
     message = deliver_requeued(dead)
     assert message.status == Status.SENT
-    assert message.idempotency_key == key
+    assert message.idempotency_key == key  # the same message: receipts still find it
+    assert message.key_generation == 1
+    assert message.attempts.get(outcome="accepted").key_generation == 1
     assert [m["body"] for m in twilio.sent_to(PHONE)] == ["Your order is ready."]
 
 
