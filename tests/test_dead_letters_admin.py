@@ -139,6 +139,7 @@ def test_discard_without_ticking_the_confirmation_does_nothing(client, staff, de
     assert dead.resolved_at is None
     page = client.get(f"{LIST_URL}{dead.pk}/resolve/").content.decode()
     assert 'class="discard"' in page and "the customer gets no answer" in page
+    assert "The number is not on WhatsApp" in page and "When do you close?" in page
 
 
 def test_bulk_discard_asks_before_it_discards(client, staff, dead):

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from bots.admin_views import BotTestAdminMixin
 from whatsapp import delivery
 from whatsapp.answer_parts import sent_and_unsent
-from whatsapp.dead_letter_reasons import explain
+from whatsapp.dead_letter_reasons import PROVIDER_CODES, explain
 from whatsapp.inbound_dead_letters import answer_now, store_and_answer
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenant
 
@@ -157,7 +157,7 @@ class ResolveForm(forms.Form):
 
 def _last_error_code():
     return Subquery(
-        DeliveryAttempt.objects.filter(message=OuterRef("message")).exclude(error_code="")
+        DeliveryAttempt.objects.filter(message=OuterRef("message"), error_code__in=PROVIDER_CODES)
         .order_by("-started_at").values("error_code")[:1]
     )
 
@@ -239,9 +239,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.display(description="Reason")
     def reason_in_words(self, obj):
-        code = obj.message.attempts.exclude(error_code="").order_by("-started_at").values_list(
-            "error_code", flat=True).first() if obj.message_id else ""
-        words, fix = explain(obj.reason, code or "")
+        words, fix = explain(obj.reason, error_code_of(obj))
         return format_html("{}<br><strong>What to do:</strong> {}", words, fix)
 
     @admin.display(description="Message")
@@ -322,13 +320,13 @@ class DeadLetterAdmin(admin.ModelAdmin):
                 done = delivery.requeue(dl, request.user, form.cleaned_data["body"], note)
                 messages.info(request, "Requeued for delivery." if done else "Already resolved; nothing done.")
             return redirect("admin:whatsapp_deadletter_changelist")
-        words, fix = explain(dl.reason, getattr(dl, "error_code", "") or "")
+        words, fix = explain(dl.reason, error_code_of(dl))
         context = {**self.admin_site.each_context(request), "dl": dl, "form": form, "opts": self.model._meta,
-                   "title": f"Resolve dead letter #{dl.pk}", "question": question_text(dl), "sent": sent,
+                   "title": f"Resolve dead letter #{dl.pk}: {dl.get_kind_display().lower()}", "question": question_text(dl), "sent": sent,
                    "words": words, "fix": fix}
         return render(request, "admin/whatsapp/deadletter/resolve.html", context)
 
-    @admin.action(description="Requeue selected replies", permissions=["resolve"])
+    @admin.action(description="Requeue selected dead letters", permissions=["resolve"])
     def requeue_selected(self, request, queryset):
         done = sum(delivery.requeue(dl, request.user) for dl in queryset)
         self.message_user(request, f"Requeued {done}; {queryset.count() - done} were already resolved or not replies.")
@@ -346,6 +344,17 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
 def _change_url(pk: int) -> str:
     return reverse("admin:whatsapp_deadletter_change", args=[pk])
+
+
+def error_code_of(dl: DeadLetter) -> str:
+    """The last provider code of the reply's attempts that has words of its own (the
+    list annotates it; see _last_error_code)."""
+    if hasattr(dl, "error_code"):
+        return dl.error_code or ""
+    if not dl.message_id:
+        return ""
+    attempts = dl.message.attempts.filter(error_code__in=PROVIDER_CODES).order_by("-started_at")
+    return attempts.values_list("error_code", flat=True).first() or ""
 
 
 def question_text(dl: DeadLetter) -> str:
