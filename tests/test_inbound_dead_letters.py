@@ -147,6 +147,25 @@ def test_the_collector_files_each_refused_message_once_even_if_the_delete_fails(
 
 
 @pytest.mark.django_db
+def test_staff_answer_several_unanswered_messages_at_once_after_an_outage(
+    client, tenant, staff, settings, django_capture_on_commit_callbacks
+):
+    settings.INBOUND_ANSWER_DEADLINE_SECONDS = 60
+    long_ago = timezone.now() - timedelta(minutes=5)
+    for n in range(2):
+        contact = Contact.objects.create(tenant=tenant, phone=f"+1555000000{n}")
+        Message.objects.create(tenant=tenant, contact=contact, direction=Direction.INBOUND, status=Status.RECEIVED,
+                               body=f"question {n}", created_at=long_ago, provider="twilio",
+                               provider_message_id=f"SM{n}")
+    assert file_unanswered() == 2
+    ids = list(DeadLetter.objects.values_list("pk", flat=True))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        client.post(LIST_URL, {"action": "answer_selected", "_selected_action": ids})
+    assert len(callbacks) == 2
+    assert set(DeadLetter.objects.values_list("resolution", flat=True)) == {"answered"}
+
+
+@pytest.mark.django_db
 def test_a_refused_receipt_is_dropped_not_filed(tenant, inbox_server):
     server, inbox = inbox_server([refused("r.json", kind="status", http_status=403)])
     assert collect(inbox) == {"filed": 0, "receipts_dropped": 1, "not_deleted": 0}

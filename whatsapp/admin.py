@@ -180,7 +180,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
         "original_body", "edited_body", "tenant_slug", "timeline",
     )
     exclude = ("message", "payload", "source_id", "requeued_from", "reason")
-    actions = ["requeue_selected", "discard_selected"]
+    actions = ["requeue_selected", "answer_selected", "discard_selected"]
     change_form_template = "admin/whatsapp/deadletter/change_form.html"
     change_list_template = "admin/whatsapp/deadletter/change_list.html"
 
@@ -330,6 +330,13 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def requeue_selected(self, request, queryset):
         done = sum(delivery.requeue(dl, request.user) for dl in queryset)
         self.message_user(request, f"Requeued {done}; {queryset.count() - done} were already resolved or not replies.")
+
+    @admin.action(description="Answer selected messages now", permissions=["resolve"])
+    def answer_selected(self, request, queryset):
+        """After an outage of the bot: run it again for every selected unanswered message."""
+        done = sum(answer_now(dl, request.user) for dl in queryset)
+        self.message_user(request, f"The bot answers {done} now; {queryset.count() - done} were already resolved "
+                                   "or are not unanswered messages.")
 
     @admin.action(description="Discard selected dead letters…", permissions=["resolve"])
     def discard_selected(self, request, queryset):

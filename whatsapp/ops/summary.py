@@ -88,7 +88,9 @@ def hourly_replies(now: datetime, hours: int = 24) -> list[dict]:
     start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
     buckets = [{"start": start + timedelta(hours=i), "sent": 0, "dead": 0} for i in range(hours)]
     sent = Message.objects.filter(direction=Direction.OUTBOUND, sent_at__gte=start).values_list("sent_at", flat=True)
-    dead = DeadLetter.objects.filter(created_at__gte=start).values_list("created_at", flat=True)
+    # Replies only: inbound dead letters (unanswered or refused messages) are not replies.
+    dead = DeadLetter.objects.filter(created_at__gte=start, kind=DeadLetter.Kind.OUTBOUND).values_list(
+        "created_at", flat=True)
     for kind, stamps in (("sent", sent), ("dead", dead)):
         for stamp in stamps.iterator():
             index = int((stamp - start).total_seconds() // 3600)
