@@ -130,3 +130,19 @@ def test_a_receipt_does_not_touch_a_reply_that_is_still_being_sent(client, tenan
     assert callback(client, "delivered", sid="SMx").json()["applied"] is False
     message.refresh_from_db()
     assert message.status == Status.SENDING
+
+
+def test_a_receipt_carrying_a_requeued_parts_key_finds_its_reply(client, tenant):
+    """After a requeue the part keys carry the generation (`<key>:<generation>:<index>`);
+    a Twilio callback whose answer was lost still finds the reply by that key."""
+    from whatsapp.answer_parts import part_key
+
+    message = make_reply(tenant)
+    Message.objects.filter(pk=message.pk).update(status=Status.SENT, provider="twilio", key_generation=2)
+    message.refresh_from_db()
+    key = part_key(message, 0)
+    assert key == f"{message.idempotency_key}:2:0"
+    form = {"MessageSid": "SMlostanswer", "MessageStatus": "delivered", "AccountSid": "AC" + "0" * 32}
+    response = post_twilio(client, f"/webhooks/twilio/acme/status/?key={key}", form,
+                           signed_url=f"http://testserver/webhooks/twilio/acme/status/?key={key}")
+    assert response.json()["status"] == "delivered"
