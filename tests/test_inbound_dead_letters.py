@@ -184,6 +184,8 @@ def test_a_message_refused_for_a_renamed_tenant_is_stored_and_answered_once_staf
     assert letter.reason == DeadLetter.Reason.UNKNOWN_TENANT
     page = client.get(LIST_URL).content.decode()
     assert "Is the shop open today?" in page and "no such tenant now" in page
+    detail = client.get(f"{LIST_URL}{letter.pk}/change/").content.decode()
+    assert "Store and answer / discard" in detail and "Give the tenant this slug again" in detail
 
     client.post(f"{LIST_URL}{letter.pk}/resolve/", {"store": "1"})
     letter.refresh_from_db()
