@@ -15,6 +15,7 @@ from tests.fakes.base import FakeServer, JsonHandler
 from whatsapp.inbound_dead_letters import file_unanswered
 from whatsapp.models import Contact, DeadLetter, Direction, Message, Status
 from whatsapp.rejected_inbound import RejectedInbox, collect
+from whatsapp.tasks import reconcile_outbound
 
 LIST_URL = "/admin/whatsapp/deadletter/"
 PHONE = "+15551234567"
@@ -66,6 +67,19 @@ def test_an_unanswered_message_is_filed_once_however_often_the_reconciler_runs(t
     assert file_unanswered() == 1
     assert file_unanswered() == 0
     assert list(DeadLetter.objects.values_list("message__body", flat=True)) == ["hello?"]
+
+
+@pytest.mark.django_db
+def test_a_dead_letter_closes_itself_when_the_bot_answers_the_message_after_all(tenant, settings):
+    settings.INBOUND_ANSWER_DEADLINE_SECONDS = 60
+    contact = Contact.objects.create(tenant=tenant, phone=PHONE)
+    message = Message.objects.create(
+        tenant=tenant, contact=contact, direction=Direction.INBOUND, status=Status.RECEIVED, body="hello?",
+        created_at=timezone.now() - timedelta(minutes=2), provider="twilio", provider_message_id="SMold")
+    assert reconcile_outbound()["inbound_dead_letters"] == 1
+    Message.objects.filter(pk=message.pk).update(status=Status.ANSWERED)  # the ai worker came back
+    assert reconcile_outbound()["inbound_dead_letters_closed"] == 1
+    assert DeadLetter.objects.get().resolution == "answered"
 
 
 # --- Refused inbound messages kept by the sidecar ------------------------------------------

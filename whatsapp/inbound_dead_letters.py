@@ -65,6 +65,15 @@ def file_unanswered(now=None, limit: int = 200) -> int:
     return filed
 
 
+def close_answered_meanwhile() -> int:
+    """A message filed as unanswered that the bot answered after all (a worker came back)
+    needs nobody any more: close its dead letter."""
+    return DeadLetter.objects.filter(
+        kind=DeadLetter.Kind.UNANSWERED, resolved_at__isnull=True, message__status=Status.ANSWERED
+    ).update(resolved_at=timezone.now(), resolution=DeadLetter.Resolution.ANSWERED,
+             note="The bot answered it after all.")
+
+
 def _duration(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"

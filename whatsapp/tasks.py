@@ -38,7 +38,7 @@ def reconcile_outbound() -> dict:
     each message is re-driven at most once per grace period, so a backlog is not
     multiplied by the reconciler."""
     from bots.tasks import generate_reply
-    from whatsapp.inbound_dead_letters import answer_deadline, file_unanswered
+    from whatsapp.inbound_dead_letters import answer_deadline, close_answered_meanwhile, file_unanswered
 
     now = timezone.now()
     grace = timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
@@ -57,6 +57,7 @@ def reconcile_outbound() -> dict:
         "queued": _redrive(overdue_queued, send_message, now),
         "inbound": _redrive(unanswered, generate_reply, now),
         "inbound_dead_letters": file_unanswered(now),
+        "inbound_dead_letters_closed": close_answered_meanwhile(),
     }
     if any(counts.values()):
         log.warning("reconciler re-drove messages: %s", counts)
