@@ -30,6 +30,8 @@ task_routes = {
     "whatsapp.tasks.send_message": {"queue": "send"},
     "whatsapp.tasks.reconcile_*": {"queue": "default"},
     "whatsapp.tasks.purge_expired": {"queue": "default"},
+    # The lifecycle worker owns the sidecar, so it also collects what the sidecar kept.
+    "whatsapp.tasks.collect_rejected_inbound": {"queue": "baileys"},
     "whatsapp.lifecycle.*": {"queue": "baileys"},
 }
 # Not found by autodiscovery (which imports only <app>.tasks); also connects the signals
@@ -77,6 +79,11 @@ beat_schedule = {
     "reconcile-outbound": {
         "task": "whatsapp.tasks.reconcile_outbound",
         "schedule": timedelta(seconds=settings.RECONCILE_INTERVAL_SECONDS),
+    },
+    "collect-rejected-inbound": {
+        "task": "whatsapp.tasks.collect_rejected_inbound",
+        "schedule": timedelta(seconds=settings.REJECTED_INBOUND_INTERVAL_SECONDS),
+        "options": {"expires": settings.REJECTED_INBOUND_INTERVAL_SECONDS},
     },
     "baileys-session-health": {
         "task": "whatsapp.lifecycle.health_check",

@@ -162,6 +162,13 @@ SEND_AMBIGUOUS_RESOLVE_SECONDS = env.int("SEND_AMBIGUOUS_RESOLVE_SECONDS", defau
 RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=15.0)
 # A queued message (or an unanswered inbound one) untouched this long has lost its task.
 RECONCILE_GRACE_SECONDS = env.float("RECONCILE_GRACE_SECONDS", default=30.0)
+# An inbound message still unanswered this long after it arrived becomes a dead letter
+# that staff see (the reconciler re-drives it until then). Far above the debounce (at
+# most 60 s, bots.dispatch) and a slow LLM answer.
+INBOUND_ANSWER_DEADLINE_SECONDS = env.float("INBOUND_ANSWER_DEADLINE_SECONDS", default=3600.0)
+# How often the lifecycle worker collects the inbound messages Django refused (4xx) that
+# the sidecar kept, and files them as dead letters.
+REJECTED_INBOUND_INTERVAL_SECONDS = env.float("REJECTED_INBOUND_INTERVAL_SECONDS", default=60.0)
 BREAKER_FAIL_MAX = env.int("BREAKER_FAIL_MAX", default=3)
 BREAKER_RESET_TIMEOUT = env.int("BREAKER_RESET_TIMEOUT", default=30)
 

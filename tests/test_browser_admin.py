@@ -150,3 +150,35 @@ def test_the_sessions_page_shows_the_pairing_qr_code_as_an_image(page, staff, te
     box = qr.bounding_box()
     assert box and box["width"] >= 200 and box["height"] >= 200
     assert qr.get_attribute("src").startswith("data:image/svg+xml")
+
+
+def test_the_dead_letter_list_fits_1280_px_and_discard_asks_first(page, staff, tenant, twilio, tmp_path):
+    twilio.faults.invalid_numbers = {PHONE}
+    long_answer = "We are open Sunday to Friday from eight to six, and on holidays from ten to two. " * 6
+    message = drive(make_reply(tenant, body=long_answer, phone=PHONE))
+    letter = DeadLetter.objects.get(message=message)
+
+    log_in(page, staff)
+    page.goto("/admin/whatsapp/deadletter/")
+    page.screenshot(path=tmp_path / "dead-letter-list.png", full_page=True)
+    content = page.inner_text("#result_list")
+    assert "When do you close?" in content and "The number is not on WhatsApp" in content
+    # Nothing is pushed off-screen at 1280 px: no horizontal scrolling of the page or the table.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert page.eval_on_selector("#result_list", "t => t.getBoundingClientRect().right") <= 1280
+
+    page.goto(f"/admin/whatsapp/deadletter/{letter.pk}/resolve/")
+    discard = page.locator("input.discard")
+    background = discard.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert background == "rgb(186, 33, 33)", background  # the admin's red for destructive actions
+    page.screenshot(path=tmp_path / "dead-letter-resolve.png", full_page=True)
+    discard.click()  # without ticking the box: nothing happens but a warning
+    assert "Tick the box" in page.inner_text(".messagelist")
+    letter.refresh_from_db()
+    assert letter.resolved_at is None
+
+    page.check("#id_confirm_discard")
+    page.locator("input.discard").click()
+    assert "Discarded." in page.inner_text(".messagelist")
+    letter.refresh_from_db()
+    assert letter.resolution == "discarded"

@@ -58,7 +58,7 @@ def test_the_detail_page_shows_the_attempt_timeline(client, staff, dead):
     assert "permanent" in page and "21211" in page
 
 
-def test_requeue_sends_a_fresh_delivery_with_the_same_idempotency_key_once(
+def test_requeue_sends_one_fresh_delivery_with_a_new_key_generation_even_when_clicked_twice(
     client, staff, dead, twilio, django_capture_on_commit_callbacks
 ):
     key = dead.message.idempotency_key
@@ -70,7 +70,9 @@ def test_requeue_sends_a_fresh_delivery_with_the_same_idempotency_key_once(
     assert dead.resolution == "requeued" and dead.resolved_by == staff
     message = deliver_requeued(dead)
     assert message.status == Status.SENT
-    assert message.idempotency_key == key
+    assert message.idempotency_key == key  # the same message: receipts still find it
+    assert message.key_generation == 1
+    assert message.attempts.get(outcome="accepted").key_generation == 1
     assert [m["body"] for m in twilio.sent_to(PHONE)] == ["Your order is ready."]
 
 
@@ -83,7 +85,7 @@ def test_edit_and_requeue_sends_the_corrected_text(client, staff, dead, twilio):
 
 
 def test_discard_keeps_a_note_and_sends_nothing(client, staff, dead, twilio):
-    client.post(f"{LIST_URL}{dead.pk}/resolve/", {"body": "", "note": "customer blocked us", "discard": "1"})
+    client.post(f"{LIST_URL}{dead.pk}/resolve/", {"body": "", "note": "customer blocked us", "discard": "1", "confirm_discard": "on"})
     dead.refresh_from_db()
     assert (dead.resolution, dead.note) == ("discarded", "customer blocked us")
     dead.message.refresh_from_db()
@@ -96,7 +98,7 @@ def test_staff_without_the_permission_cannot_requeue_or_discard(client, dead):
     user.user_permissions.add(Permission.objects.get(codename="view_deadletter"))
     client.force_login(user)
     client.post(LIST_URL, {"action": "requeue_selected", "_selected_action": [dead.pk]})
-    client.post(f"{LIST_URL}{dead.pk}/resolve/", {"note": "x", "discard": "1"})
+    client.post(f"{LIST_URL}{dead.pk}/resolve/", {"note": "x", "discard": "1", "confirm_discard": "on"})
     dead.refresh_from_db()
     assert dead.resolved_at is None
 
@@ -111,3 +113,76 @@ def test_filters_by_reason_and_search_by_text(client, staff, dead):
     assert client.get(LIST_URL, {"reason": "permanent"}).context["cl"].result_count == 1
     assert client.get(LIST_URL, {"reason": "no_template"}).context["cl"].result_count == 0
     assert client.get(LIST_URL, {"q": "order is ready"}).context["cl"].result_count == 1
+
+
+def test_the_list_shows_the_customers_question_and_the_reason_in_words_with_the_fix(client, staff, dead):
+    page = client.get(LIST_URL).content.decode()
+    assert "When do you close?" in page
+    assert "The number is not on WhatsApp" in page
+    assert "Check the number with the customer" in page
+
+
+def test_the_detail_page_is_a_record_without_save_or_delete_buttons(client, staff, dead):
+    page = client.get(f"{LIST_URL}{dead.pk}/change/").content.decode()
+    assert 'name="_save"' not in page and 'name="_continue"' not in page
+    assert "/delete/" not in page
+    assert "Edit and requeue / discard" in page
+    assert client.post(f"{LIST_URL}{dead.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert DeadLetter.objects.filter(pk=dead.pk).exists()
+    actions = client.get(LIST_URL).context["action_form"].fields["action"].choices
+    assert "delete_selected" not in [name for name, _label in actions]
+
+
+def test_discard_without_ticking_the_confirmation_does_nothing(client, staff, dead):
+    client.post(f"{LIST_URL}{dead.pk}/resolve/", {"note": "oops", "discard": "1"})
+    dead.refresh_from_db()
+    assert dead.resolved_at is None
+    page = client.get(f"{LIST_URL}{dead.pk}/resolve/").content.decode()
+    assert 'class="discard"' in page and "the customer gets no answer" in page
+    assert "The number is not on WhatsApp" in page and "When do you close?" in page
+
+
+def test_bulk_discard_asks_before_it_discards(client, staff, dead):
+    response = client.post(LIST_URL, {"action": "discard_selected", "_selected_action": [dead.pk]})
+    assert "Discard 1 dead letter?" in response.content.decode()
+    dead.refresh_from_db()
+    assert dead.resolved_at is None
+    client.post(LIST_URL, {"action": "discard_selected", "_selected_action": [dead.pk], "confirm_discard": "yes"})
+    dead.refresh_from_db()
+    assert dead.resolution == "discarded"
+
+
+def test_a_dead_letter_links_to_the_one_its_requeue_produced(client, staff, dead, twilio):
+    twilio.faults.invalid_numbers = {PHONE}  # still invalid: the requeue dies again
+    client.post(LIST_URL, {"action": "requeue_selected", "_selected_action": [dead.pk]})
+    deliver_requeued(dead)
+    second = DeadLetter.objects.exclude(pk=dead.pk).get()
+    assert second.requeued_from == dead
+    page = client.get(LIST_URL).content.decode()
+    assert f'requeued as <a href="{LIST_URL}{second.pk}/change/">#{second.pk}</a>' in page
+    assert f'from <a href="{LIST_URL}{dead.pk}/change/">#{dead.pk}</a>' in page
+
+
+def test_edit_and_requeue_after_part_one_of_two_was_sent_sends_only_the_rest(client, staff, tenant, twilio, settings):
+    settings.TWILIO_MAX_BODY = 40
+    settings.SEND_RETRY_MAX = 2
+    first, second = "Your order is ready at the front desk.", "Pickup closes at six tonight."
+    twilio.faults.errors = [None, (503, 20503), (503, 20503)]  # part 1 accepted, part 2 fails until exhausted
+    message = drive(make_reply(tenant, body=f"{first} {second}"))
+    assert (message.status, message.parts_sent) == (Status.DEAD, 1)
+    letter = DeadLetter.objects.get(message=message)
+
+    page = client.get(f"{LIST_URL}{letter.pk}/resolve/")
+    assert page.context["sent"] == first
+    unsent = page.context["form"].initial["body"]
+    client.post(f"{LIST_URL}{letter.pk}/resolve/",
+                {"body": unsent.replace("six", "seven"), "note": "we close later today", "requeue": "1"})
+    message = drive(message)
+
+    assert message.status == Status.SENT
+    assert [m["body"] for m in twilio.sent_to(PHONE)] == [first, "Pickup closes at seven tonight."]
+    assert message.body == f"{first}\nPickup closes at seven tonight."
+    letter.refresh_from_db()
+    assert letter.original_body == f"{first} {second}"
+    assert letter.edited_body == "Pickup closes at seven tonight."
+    assert (letter.note, letter.resolved_by) == ("we close later today", staff)

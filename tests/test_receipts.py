@@ -231,3 +231,19 @@ def test_a_failure_receipt_that_comes_while_a_worker_still_holds_the_reply_is_ac
     letter = DeadLetter.objects.get(message=message)
     assert letter.reason == DeadLetter.Reason.UNDELIVERED and "63024" in letter.last_error
     assert twilio.requests == 0, "Twilio, the provider that failed, is not asked again"
+
+
+def test_a_receipt_carrying_a_requeued_parts_key_finds_its_reply(client, tenant):
+    """After a requeue the part keys carry the generation (`<key>:<generation>:<index>`);
+    a Twilio callback whose answer was lost still finds the reply by that key."""
+    from whatsapp.answer_parts import part_key
+
+    message = make_reply(tenant)
+    Message.objects.filter(pk=message.pk).update(status=Status.SENT, provider="twilio", key_generation=2)
+    message.refresh_from_db()
+    key = part_key(message, 0)
+    assert key == f"{message.idempotency_key}:2:0"
+    form = {"MessageSid": "SMlostanswer", "MessageStatus": "delivered", "AccountSid": "AC" + "0" * 32}
+    response = post_twilio(client, f"/webhooks/twilio/acme/status/?key={key}", form,
+                           signed_url=f"http://testserver/webhooks/twilio/acme/status/?key={key}")
+    assert response.json()["status"] == "delivered"

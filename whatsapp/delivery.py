@@ -27,12 +27,12 @@ from django.utils import timezone
 
 from project.logging import log_context
 from whatsapp import metrics
+from whatsapp.answer_parts import answer_parts, edited_fields, part_key, sent_and_unsent
 from whatsapp.breakers import BreakerOpen, call_through_breaker
 from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, Provider, Status
 from whatsapp.pacing import PACED
 from whatsapp.providers import get_provider
 from whatsapp.providers.base import AMBIGUOUS, PERMANENT, UNAVAILABLE, OutgoingPart, ProviderError
-from whatsapp.text import split_text
 
 log = logging.getLogger("whatsapp.delivery")
 
@@ -132,7 +132,7 @@ def _deliver_claimed(message: Message) -> Decision:
 
     # Split to the smallest limit of the tenant's providers, so that a failover mid-answer
     # continues with the same parts.
-    parts = split_text(message.body, min(get_provider(name).max_body for name in providers))
+    parts = answer_parts(message, part_limit(message.tenant))
     unresolved = _resolve_unfinished_attempts(message, parts)
     if unresolved is not None:
         return unresolved
@@ -165,6 +165,12 @@ def _deliver_claimed(message: Message) -> Decision:
     return _dead(message, last.reason or DeadLetter.Reason.PERMANENT, last.error)
 
 
+def part_limit(tenant) -> int:
+    """The smallest body limit of the tenant's providers (every part fits each of them)."""
+    providers = tenant.provider_order() or [Provider.TWILIO]
+    return min(get_provider(name).max_body for name in providers)
+
+
 def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResult:
     """Send every remaining part through one provider."""
     transient_so_far = message.attempts.filter(
@@ -186,7 +192,7 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
         with transaction.atomic():  # one commit: the trace of the attempt and its count
             attempt = DeliveryAttempt.objects.create(
                 message=message, provider=provider.name, outcome=Outcome.STARTED, part=index,
-                template_sid=part.template_sid,
+                template_sid=part.template_sid, key_generation=message.key_generation,
             )
             Message.objects.filter(pk=message.pk).update(attempt_count=message.attempt_count + 1)
         message.attempt_count += 1
@@ -323,7 +329,7 @@ def _outgoing(message: Message, parts: list[str], index: int, template_sid: str)
         message=message,
         to=message.contact.phone,
         text=parts[index] if index < len(parts) else "",
-        key=f"{message.idempotency_key}:{index}",
+        key=part_key(message, index),
         template_sid=template_sid,
         template_variables=message.tenant.twilio_template_variables if template_sid else {},
     )
@@ -331,9 +337,14 @@ def _outgoing(message: Message, parts: list[str], index: int, template_sid: str)
 
 def _resolve_unfinished_attempts(message: Message, parts: list[str]) -> Decision | None:
     """An attempt left "started" (the worker died mid-call) or "ambiguous" must be
-    resolved before anything is sent again."""
+    resolved before anything is sent again. Only this key generation's: an earlier
+    cycle's unknown outcome was seen by staff, who requeued it (a new generation)."""
     _adopt_settled_parts(message)
-    pending = list(message.attempts.filter(outcome__in=[Outcome.STARTED, Outcome.AMBIGUOUS]).order_by("started_at"))
+    pending = list(
+        message.attempts.filter(
+            outcome__in=[Outcome.STARTED, Outcome.AMBIGUOUS], key_generation=message.key_generation
+        ).order_by("started_at")
+    )
     for attempt in pending:
         provider = get_provider(attempt.provider)
         part = _outgoing(message, parts, attempt.part, attempt.template_sid)
@@ -485,6 +496,8 @@ def _dead(message: Message, reason: str, error: str) -> Decision:
             return Decision()
         DeadLetter.objects.create(
             message=message,
+            requeued_from=message.dead_letters.filter(resolution=DeadLetter.Resolution.REQUEUED)
+            .order_by("-resolved_at").first(),
             reason=reason,
             last_error=error or "",
             attempt_count=message.attempt_count,
@@ -496,26 +509,38 @@ def _dead(message: Message, reason: str, error: str) -> Decision:
 
 
 @transaction.atomic
-def requeue(dead_letter: DeadLetter, user=None, new_body: str | None = None) -> bool:
-    """A fresh delivery cycle with the same idempotency key. Safe to click twice: only
+def requeue(dead_letter: DeadLetter, user=None, new_body: str | None = None, note: str | None = None) -> bool:
+    """A fresh delivery cycle with a new key generation (the same message, new part keys):
+    staff who requeue have decided, so an earlier unknown outcome no longer blocks it.
+    `new_body` replaces the part of the answer not yet sent (whatsapp.answer_parts); the
+    dead letter keeps the text before and after, and the note. Safe to click twice: only
     an open dead letter is requeued, under a row lock."""
     dl = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
-    if dl.resolved_at is not None:
+    if dl.resolved_at is not None or dl.kind != DeadLetter.Kind.OUTBOUND:
         return False
-    message = Message.objects.select_for_update().get(pk=dl.message_id)
+    message = Message.objects.select_related("tenant").select_for_update(of=("self",)).get(pk=dl.message_id)
     fields = new_outbound_fields()
     for managed in ("direction", "status"):
         fields.pop(managed)
-    fields.update(attempt_count=0, next_attempt_at=None, lease_until=None, last_error="")
-    if new_body is not None and new_body.strip() and new_body != message.body:
-        # Edited text: nothing of the old text counts as sent any more.
-        fields.update(body=new_body.strip(), parts_sent=0)
+    fields.update(
+        attempt_count=0, next_attempt_at=None, lease_until=None, last_error="",
+        key_generation=message.key_generation + 1,
+    )
+    update = ["resolved_at", "resolved_by", "resolution", "note"]
+    if new_body is not None and new_body.strip():
+        limit = part_limit(message.tenant)
+        _sent, unsent = sent_and_unsent(message, limit)
+        if new_body.strip() != unsent.strip():
+            dl.original_body, dl.edited_body = message.body, new_body.strip()
+            fields.update(edited_fields(message, new_body, limit))
+            update += ["original_body", "edited_body"]
     if not message.move_to(Status.QUEUED, **fields):
         return False
     dl.resolved_at = timezone.now()
     dl.resolved_by = user
     dl.resolution = DeadLetter.Resolution.REQUEUED
-    dl.save(update_fields=["resolved_at", "resolved_by", "resolution"])
+    dl.note = note if note is not None else dl.note
+    dl.save(update_fields=update)
     from whatsapp.tasks import send_message
 
     transaction.on_commit(lambda: send_message.delay(message.pk))
@@ -527,11 +552,11 @@ def discard(dead_letter: DeadLetter, user=None, note: str = "") -> bool:
     dl = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
     if dl.resolved_at is not None:
         return False
-    message = Message.objects.get(pk=dl.message_id)
-    message.move_to(Status.DISCARDED)
+    if dl.message_id:  # a refused inbound message was never stored
+        Message.objects.get(pk=dl.message_id).move_to(Status.DISCARDED)
     dl.resolved_at = timezone.now()
     dl.resolved_by = user
     dl.resolution = DeadLetter.Resolution.DISCARDED
-    dl.note = note
+    dl.note = note or dl.note
     dl.save(update_fields=["resolved_at", "resolved_by", "resolution", "note"])
     return True

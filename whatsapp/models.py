@@ -150,7 +150,8 @@ class Status(models.TextChoices):
 
 # Explicit allowed transitions. Anything else is refused (see Message.can_move_to).
 TRANSITIONS: dict[str, set[str]] = {
-    Status.RECEIVED: {Status.ANSWERED},
+    # Discarded: staff dropped an inbound dead letter (nobody answers it).
+    Status.RECEIVED: {Status.ANSWERED, Status.DISCARDED},
     Status.ANSWERED: set(),
     Status.QUEUED: {Status.SENDING, Status.DEAD, Status.DISCARDED},
     # Back to queued: a retry or a lost worker; sent: a provider accepted every part.
@@ -192,6 +193,13 @@ class Message(models.Model):
     # Delivery bookkeeping (outbound).
     attempt_count = models.PositiveIntegerField(default=0)
     parts_sent = models.PositiveIntegerField(default=0, help_text="Parts of a split answer already accepted.")
+    # Every requeue from dead letters starts a new generation: the parts' idempotency keys
+    # change, so an earlier cycle's unknown outcome no longer blocks (staff decided).
+    key_generation = models.PositiveIntegerField(default=0)
+    # After an edit-and-requeue of a partly sent answer: the text of the parts the customer
+    # already had (a prefix of body) and how many parts it was. Only the rest is sent.
+    sent_before_edit = models.TextField(blank=True)
+    parts_before_edit = models.PositiveIntegerField(default=0)
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A claim on the message expires then.")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
@@ -275,6 +283,8 @@ class DeliveryAttempt(models.Model):
     error_code = models.CharField(max_length=20, blank=True)
     # Indexed: every receipt for a later part, or for an unknown outcome, is found by it.
     provider_message_id = models.CharField(max_length=100, blank=True, db_index=True)
+    # The message's key generation when this attempt was made (see Message.key_generation).
+    key_generation = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["started_at"]
@@ -284,7 +294,15 @@ class DeliveryAttempt(models.Model):
 
 
 class DeadLetter(models.Model):
-    """An outbound message that could not be delivered; staff requeue or discard it."""
+    """What staff must look at: an outbound reply that could not be delivered (requeue or
+    discard), an inbound message nobody answered in time (answer now or discard), or an
+    inbound message the webhook refused and the sidecar kept (store and answer, or discard).
+    """
+
+    class Kind(models.TextChoices):
+        OUTBOUND = "outbound", "Reply not delivered"
+        UNANSWERED = "unanswered", "Message not answered"
+        REFUSED = "refused", "Message refused by the webhook"
 
     class Reason(models.TextChoices):
         EXHAUSTED = "exhausted", "Retries exhausted"
@@ -294,14 +312,25 @@ class DeadLetter(models.Model):
         NO_TEMPLATE = "no_template", "24-hour window closed and no template configured"
         NO_PROVIDER = "no_provider", "No provider available"
         UNDELIVERED = "undelivered", "Provider reported it undelivered after accepting it"
+        # inbound
+        NOT_ANSWERED = "not_answered", "Not answered within the deadline"
+        TOO_LARGE = "too_large", "Refused: message too large"
+        BAD_SIGNATURE = "bad_signature", "Refused: signature not accepted"
+        UNKNOWN_TENANT = "unknown_tenant", "Refused: no tenant with that name"
+        REFUSED = "refused", "Refused by the webhook"
 
     class Resolution(models.TextChoices):
         REQUEUED = "requeued", "Requeued"
         DISCARDED = "discarded", "Discarded"
         # A provider's receipt proved the customer got it after all (an unknown outcome).
         CONFIRMED = "confirmed", "Delivered after all (provider receipt)"
+        ANSWERED = "answered", "Answered now"
+        STORED = "stored", "Stored and answered"
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="dead_letters")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.OUTBOUND, db_index=True)
+    # The undelivered reply, or the unanswered inbound message; empty for a refused one
+    # (it was never stored: payload holds what the sidecar kept).
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="dead_letters")
     reason = models.CharField(max_length=20, choices=Reason.choices)
     last_error = models.TextField(blank=True)
     attempt_count = models.PositiveIntegerField(default=0)
@@ -311,6 +340,18 @@ class DeadLetter(models.Model):
     resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     resolution = models.CharField(max_length=10, choices=Resolution.choices, blank=True)
     note = models.TextField(blank=True)
+    # The dead letter whose requeue led to this one (a chain staff can follow).
+    requeued_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="requeued_as"
+    )
+    # Edit-and-requeue: the text before and after the edit (who: resolved_by).
+    original_body = models.TextField(blank=True)
+    edited_body = models.TextField(blank=True)
+    # Refused inbound messages: the tenant slug the sidecar posted to, the webhook body it
+    # kept, and the sidecar's id of the kept item (unique: collecting twice files it once).
+    tenant_slug = models.CharField(max_length=63, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    source_id = models.CharField(max_length=200, null=True, blank=True, unique=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["-created_at"]

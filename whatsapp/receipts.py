@@ -11,6 +11,7 @@ import logging
 from django.utils import timezone
 
 from whatsapp import delivery
+from whatsapp.answer_parts import parse_part_key
 from whatsapp.models import DeadLetter, DeliveryAttempt, Message, Outcome, Status
 from whatsapp.providers.twilio import ERROR_MEANINGS
 
@@ -45,10 +46,12 @@ def find_outbound(provider: str, provider_message_id: str, idempotency_key: str 
     return message
 
 
-def key_part(idempotency_key: str) -> int | None:
-    """The part index in a part's key ("<message key>:<part>")."""
-    _, _, part = (idempotency_key or "").partition(":")
-    return int(part) if part.isdecimal() and len(part) < 6 else None
+def key_part(message: Message, idempotency_key: str) -> int | None:
+    """The part index in a part's key (answer_parts.part_key), if the key belongs to the
+    message's current key generation: a receipt for a part of an earlier cycle does not
+    settle an attempt of this one."""
+    parsed = parse_part_key(idempotency_key)
+    return parsed[1] if parsed and parsed[0] == message.key_generation else None
 
 
 def failure_reason(provider: str, provider_status: str, error_code: str) -> str:
@@ -69,6 +72,7 @@ def settle_pending_attempt(message: Message, provider: str, provider_message_id:
         return False  # already known as some attempt's message
     pending = (
         DeliveryAttempt.objects.filter(message=message, provider=provider, part=part,
+                                       key_generation=message.key_generation,
                                        outcome__in=[Outcome.STARTED, Outcome.AMBIGUOUS])
         .order_by("-started_at").values_list("pk", flat=True).first()
     )
@@ -94,7 +98,7 @@ def apply_receipt(message: Message, provider_status: str, error_code: str = "", 
         # Accepted, then failed: fail over or dead-letter (recorded only while a worker holds it).
         reason = failure_reason(provider, provider_status, error_code)
         handled = delivery.fail_after_acceptance(message, provider, provider_message_id,
-                                                 key_part(idempotency_key), str(error_code or ""), reason)
+                                                 key_part(message, idempotency_key), str(error_code or ""), reason)
         if handled is not None:
             return handled
         if DeliveryAttempt.objects.filter(provider=provider, provider_message_id=provider_message_id,
@@ -103,7 +107,7 @@ def apply_receipt(message: Message, provider_status: str, error_code: str = "", 
     if message.status in (Status.QUEUED, Status.SENDING):
         # The sending worker owns the message (more parts may follow). A receipt only
         # settles the attempt of its own part, which the worker then takes as accepted.
-        return settle_pending_attempt(message, provider, provider_message_id, key_part(idempotency_key),
+        return settle_pending_attempt(message, provider, provider_message_id, key_part(message, idempotency_key),
                                       provider_status, error_code)
     if new_status is None:
         return False  # queued/accepted/sending: nothing we do not already know

@@ -34,10 +34,12 @@ def send_message(self, message_id: int) -> None:
 def reconcile_outbound() -> dict:
     """The database is the source of truth: re-drive every outbound message whose task
     was lost (a SIGKILLed worker, a flushed or restarted Redis) and every inbound message
-    that never got an answer. Duplicated tasks are harmless (claims are conditional), and
+    that has not got an answer yet; one still unanswered past its deadline
+    (INBOUND_ANSWER_DEADLINE_SECONDS) becomes a dead letter that staff see. Duplicated tasks are harmless (claims are conditional), and
     each message is re-driven at most once per grace period, so a backlog is not
     multiplied by the reconciler."""
     from bots.tasks import generate_reply
+    from whatsapp.inbound_dead_letters import answer_deadline, close_answered_meanwhile, file_unanswered
 
     now = timezone.now()
     grace = timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
@@ -50,12 +52,14 @@ def reconcile_outbound() -> dict:
     )
     unanswered = Message.objects.filter(
         direction=Direction.INBOUND, status=Status.RECEIVED, created_at__lt=now - grace,
-        created_at__gt=now - timedelta(days=1),
+        created_at__gt=now - answer_deadline(),
     ).filter(not_recently)
     counts = {
         "sending": _redrive(stuck_sending, send_message, now),
         "queued": _redrive(overdue_queued, send_message, now),
         "inbound": _redrive(unanswered, generate_reply, now),
+        "inbound_dead_letters": file_unanswered(now),
+        "inbound_dead_letters_closed": close_answered_meanwhile(),
     }
     if any(counts.values()):
         log.warning("reconciler re-drove messages: %s", counts)
@@ -77,3 +81,19 @@ def purge_expired() -> dict:
     from whatsapp.retention import purge
 
     return purge()
+
+
+@shared_task(acks_late=True)
+def collect_rejected_inbound() -> dict:
+    """File the inbound messages Django refused and the sidecar kept as dead letters
+    (whatsapp.rejected_inbound). A sidecar that is down is tried again next time."""
+    from whatsapp.rejected_inbound import RejectedInboxUnavailable, collect
+
+    try:
+        counts = collect()
+    except RejectedInboxUnavailable as exc:
+        log.info("refused inbound messages not collected this time: %s", exc)
+        return {}
+    if any(counts.values()):
+        log.warning("collected refused inbound messages: %s", counts)
+    return counts

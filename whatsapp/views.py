@@ -186,37 +186,41 @@ class SidecarWebhook(Webhook):
 
 class BaileysInbound(SidecarWebhook):
     def handle(self, request, tenant):
-        data = self.payload(request)
-        message_id = self.text_field(data, "id", limit=100)
-        # The sidecar treats a 4xx as poison (never retried), so every real message must be
-        # accepted: `from` is null when WhatsApp gave only a LID; the contact is then
-        # known by its LID JID and answered there.
-        jids = [self.text_field(data, name, required=False, limit=100) for name in ("fromJid", "fromAltJid")]
-        wa_jid = next((j for j in jids if j.endswith("@s.whatsapp.net")), "")
-        lid_jid = next((j for j in jids if j.endswith("@lid")), "")
-        phone = normalize_phone(self.text_field(data, "from", required=False, limit=100) or wa_jid)
-        if phone and not PHONE.fullmatch(phone):
-            raise WebhookError(400, "bad_from", "from is not a phone number")
-        if not phone and not lid_jid:
-            raise WebhookError(400, "missing_fields", "missing: from (or a fromJid ending in @lid)")
-        media_type = self.text_field(data, "type", required=False, limit=20) or "text"
-        if media_type != "text" and media_type not in MEDIA_TYPES:
-            media_type = "media"
-        text = self.text_field(data, "text", required=media_type == "text", limit=settings.WHATSAPP_MAX_TEXT)
-        _, created = accept_inbound(
-            Inbound(
-                tenant=tenant,
-                provider=Provider.BAILEYS,
-                provider_message_id=message_id,
-                phone=phone,
-                body=text,
-                media_type=media_type,
-                name=self.text_field(data, "pushName", required=False, limit=200),
-                wa_jid=wa_jid,
-                lid_jid=lid_jid,
-            )
-        )
+        _, created = accept_inbound(sidecar_inbound(tenant, self.payload(request)))
         return Response({"ok": True, "duplicate": not created}, status=status.HTTP_200_OK)
+
+
+def sidecar_inbound(tenant: Tenant, data: dict) -> Inbound:
+    """The inbound message in a sidecar webhook body (also used for a refused one that
+    staff store from the dead letters); WebhookError if it is not a valid one."""
+    text_field = SidecarWebhook.text_field
+    message_id = text_field(data, "id", limit=100)
+    # The sidecar treats a 4xx as poison (never retried), so every real message must be
+    # accepted: `from` is null when WhatsApp gave only a LID; the contact is then
+    # known by its LID JID and answered there.
+    jids = [text_field(data, name, required=False, limit=100) for name in ("fromJid", "fromAltJid")]
+    wa_jid = next((j for j in jids if j.endswith("@s.whatsapp.net")), "")
+    lid_jid = next((j for j in jids if j.endswith("@lid")), "")
+    phone = normalize_phone(text_field(data, "from", required=False, limit=100) or wa_jid)
+    if phone and not PHONE.fullmatch(phone):
+        raise WebhookError(400, "bad_from", "from is not a phone number")
+    if not phone and not lid_jid:
+        raise WebhookError(400, "missing_fields", "missing: from (or a fromJid ending in @lid)")
+    media_type = text_field(data, "type", required=False, limit=20) or "text"
+    if media_type != "text" and media_type not in MEDIA_TYPES:
+        media_type = "media"
+    text = text_field(data, "text", required=media_type == "text", limit=settings.WHATSAPP_MAX_TEXT)
+    return Inbound(
+        tenant=tenant,
+        provider=Provider.BAILEYS,
+        provider_message_id=message_id,
+        phone=phone,
+        body=text,
+        media_type=media_type,
+        name=text_field(data, "pushName", required=False, limit=200),
+        wa_jid=wa_jid,
+        lid_jid=lid_jid,
+    )
 
 
 class BaileysStatus(SidecarWebhook):

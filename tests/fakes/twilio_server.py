@@ -60,7 +60,8 @@ PRIVATE_FIELDS = {"content_sid", "content_variables", "status_callback", "posted
 class Faults:
     """What the next requests do. Counters count down per Messages.json POST."""
 
-    errors: list[tuple[int, int]] = field(default_factory=list)  # (http status, twilio code) per request
+    # (http status, twilio code) per request; None answers that request normally
+    errors: list[tuple[int, int] | None] = field(default_factory=list)
     hang_next: int = 0  # accept the connection, never answer (until hang_seconds)
     accept_then_hang_next: int = 0  # store the message, then never answer (the answer is lost)
     hang_all: bool = False
@@ -126,7 +127,9 @@ class FakeTwilio(FakeServer):
             if f.hang_all or f.hang_next > 0:
                 f.hang_next = max(0, f.hang_next - 1)
                 return "hang", None
-            if f.errors:
+            if f.errors and f.errors[0] is None:
+                f.errors.pop(0)  # None: this request is answered normally
+            elif f.errors:
                 return "error", f.errors.pop(0)
             if f.hang_rate and random.random() < f.hang_rate:
                 return "hang", None
@@ -344,7 +347,7 @@ class FakeTwilio(FakeServer):
                             if key in {"invalid_numbers", "window_closed"}:
                                 value = set(value)
                             if key == "errors":
-                                value = [tuple(e) for e in value]
+                                value = [tuple(e) if e is not None else None for e in value]
                             setattr(fake.faults, key, value)
                     return self._send(200, {"ok": True})
                 if not self._messages_path():

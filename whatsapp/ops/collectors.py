@@ -50,11 +50,12 @@ class PipelineCollector(Collector):
         dead = GaugeMetricFamily("whatsapp_dead_letters_open", "Open dead letters", labels=["tenant", "reason"])
         rows = (
             DeadLetter.objects.filter(resolved_at__isnull=True)
-            .values("message__tenant__slug", "reason")
+            .values("message__tenant__slug", "tenant_slug", "reason")
             .annotate(n=Count("id"))
         )
         for row in rows:
-            dead.add_metric([row["message__tenant__slug"], row["reason"]], row["n"])
+            # A refused inbound message has no stored message: its tenant is the slug it came for.
+            dead.add_metric([row["message__tenant__slug"] or row["tenant_slug"], row["reason"]], row["n"])
         yield dead
 
         sessions = GaugeMetricFamily("whatsapp_sessions", "WhatsApp Web sessions by status", labels=["status"])

@@ -13,6 +13,13 @@ from django.utils import timezone
 
 from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, SessionState, Status
 
+
+def reply_dead_letters(since):
+    """Dead letters of replies made since then: inbound ones (unanswered or refused
+    customer messages) are not replies, and are counted apart."""
+    return DeadLetter.objects.filter(created_at__gte=since, kind=DeadLetter.Kind.OUTBOUND)
+
+
 # Accepted by a provider, then reported failed/undelivered: it did not reach the customer.
 FAILED_AFTER_ACCEPTANCE = (Status.FAILED, Status.UNDELIVERED)
 
@@ -77,7 +84,7 @@ def window_summary(name: str, since: datetime) -> Window:
     w.replies_sent = accepted.exclude(status__in=FAILED_AFTER_ACCEPTANCE).count()
     # A reply the provider reported failed/undelivered did not reach the customer.
     w.replies_failed = accepted.filter(status__in=FAILED_AFTER_ACCEPTANCE).count()
-    made = DeadLetter.objects.filter(created_at__gte=since)
+    made = reply_dead_letters(since)
     w.replies_dead = made.count()
     w.dead_resolved = made.filter(resolved_at__isnull=False).count()
 
@@ -122,7 +129,7 @@ def hourly_replies(now: datetime, hours: int = CHART_HOURS) -> list[dict]:
     buckets = [{"start": start + timedelta(hours=i), "sent": 0, "dead": 0} for i in range(hours)]
     sent = (Message.objects.filter(direction=Direction.OUTBOUND, sent_at__gte=start)
             .exclude(status__in=FAILED_AFTER_ACCEPTANCE).values_list("sent_at", flat=True))
-    dead = DeadLetter.objects.filter(created_at__gte=start).values_list("created_at", flat=True)
+    dead = reply_dead_letters(start).values_list("created_at", flat=True)
     for kind, stamps in (("sent", sent), ("dead", dead)):
         for stamp in stamps.iterator():
             # A stamp written after `now` (while this ran) goes in the last bar, as the counts have it.

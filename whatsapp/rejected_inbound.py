@@ -1,0 +1,76 @@
+"""Collect the inbound webhooks Django refused (a 4xx) that the sidecar kept, and file
+each as a dead letter. The sidecar's contract (token-protected, whatsapp/sidecar/README.md):
+
+    GET    /inbound/rejected?limit=100  -> 200 {"items": [{"id", "tenant", "kind",
+                                            "httpStatus", "error", "rejectedAt", "payload"}]}
+    DELETE /inbound/rejected/{id}       -> 204 (idempotent)
+
+Store first, then DELETE: the dead letter is unique on the item's id, so a crash (or a
+failed DELETE) between the two files the item once, not twice, on the next run.
+Receipts ("status" items) are dropped with a log line: a receipt only moves a sent reply
+to delivered or read, staff cannot act on one, and the list must show what needs a person.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+import requests
+from django.conf import settings
+
+from whatsapp.inbound_dead_letters import file_refused
+
+log = logging.getLogger("whatsapp.rejected_inbound")
+
+
+class RejectedInboxUnavailable(Exception):
+    pass
+
+
+class RejectedInbox:
+    def __init__(self, base: str | None = None, token: str | None = None) -> None:
+        self.base = (base or settings.SIDECAR_URL).rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token or settings.SIDECAR_TOKEN}"
+        self.timeout = (settings.SIDECAR_CONNECT_TIMEOUT, settings.SIDECAR_READ_TIMEOUT)
+
+    def items(self, limit: int = 100) -> list[dict]:
+        try:
+            response = self.session.get(f"{self.base}/inbound/rejected", params={"limit": limit}, timeout=self.timeout)
+            response.raise_for_status()
+            items = response.json()["items"]
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            raise RejectedInboxUnavailable(f"listing refused inbound messages failed: {exc}") from exc
+        return [item for item in items if isinstance(item, dict) and item.get("id")]
+
+    def forget(self, item_id: str) -> bool:
+        try:
+            response = self.session.delete(
+                f"{self.base}/inbound/rejected/{quote(str(item_id), safe='')}", timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            log.warning("could not delete a collected item from the sidecar: %s", exc, extra={"item": item_id})
+            return False
+        if response.status_code not in (204, 404):
+            log.warning("sidecar answered %s to a delete", response.status_code, extra={"item": item_id})
+            return False
+        return True
+
+
+def collect(inbox: RejectedInbox | None = None, limit: int = 100) -> dict:
+    inbox = inbox or RejectedInbox()
+    counts = {"filed": 0, "receipts_dropped": 0, "not_deleted": 0}
+    for item in inbox.items(limit):
+        if item.get("kind") == "status":
+            log.warning(
+                "a receipt Django refused was dropped: HTTP %s %s", item.get("httpStatus"), item.get("error"),
+                extra={"tenant": item.get("tenant"), "item": item["id"]},
+            )
+            counts["receipts_dropped"] += 1
+        else:
+            file_refused(item)
+            counts["filed"] += 1
+        if not inbox.forget(item["id"]):
+            counts["not_deleted"] += 1
+    return counts
