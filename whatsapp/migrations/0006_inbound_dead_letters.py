@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('whatsapp', '0004_deadletter_confirmed_by_receipt'),
+        ('whatsapp', '0005_attempt_provider_message_id_index'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('whatsapp', '0004_deadletter_confirmed_by_receipt'),
+        ('whatsapp', '0006_inbound_dead_letters'),
     ]
 
     operations = [

@@ -41,7 +41,7 @@ def decrypt_to_clear_text(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("whatsapp", "0004_deadletter_confirmed_by_receipt"),
+        ("whatsapp", "0007_session_stop_reason"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('whatsapp', '0004_deadletter_confirmed_by_receipt'),
+        ('whatsapp', '0008_tenant_secrets_encrypted'),
     ]
 
     operations = [
