@@ -201,7 +201,10 @@ def test_pacing_delays_a_burst_of_replies_but_loses_none(baileys_tenant, sandbox
     assert sorted(m["text"] for m in sent) == [f"answer {n}" for n in range(6)]
     times = sorted(_ms(m["at"]) for m in sent)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert min(gaps) >= 900, gaps  # one a second, not a burst
+    # One a second, not a burst. Slots are a second apart; a send reaches the phone a little
+    # after its slot (a loaded worker), so one gap can be shorter by that delay, never a burst.
+    assert min(gaps) >= 500, gaps
+    assert times[-1] - times[0] >= 4700, gaps
     wait_for(lambda: Message.objects.filter(pk__in=ids, status=Status.SENT).count() == 6, 10)
     assert not DeadLetter.objects.exists()
     # The later ones were deferred to their slot, not failed over or dropped.
