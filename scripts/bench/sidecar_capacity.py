@@ -187,14 +187,12 @@ def measure(n: int, work: Path, idle_seconds: float = 10.0) -> dict:
     result = {
         "sessions": n, "live": live, "base_rss": base_rss, "rss": rss_sessions,
         "per_session_kb": (rss_sessions - base_rss) * 1024 / n, "rss_after_sends": rss_after_sends,
-        "per_send_bytes": (rss_after_sends - rss_sessions) * 2**20 / sends["count"],
         "base_fds": base_fds, "fds": fds_sessions, "start_s": start_s, "start_cpu_ms_per_session": start_cpu / n * 1000,
         "idle_cpu_pct": idle_cpu_pct, "auth_kb_per_session": auth_kb / n,
         "idem_bytes_per_send": idem_kb * 1024 / sends["count"], "sends": sends,
     }
     print(f"{n:4d} sessions: RSS {base_rss:.0f} MB empty -> {rss_sessions:.0f} MB connected "
-          f"({result['per_session_kb']:.0f} KB/session) -> {rss_after_sends:.0f} MB after {sends['count']} sends "
-          f"({result['per_send_bytes']:.0f} B/send); fds {base_fds} -> {fds_sessions}; idle CPU {idle_cpu_pct:.1f}%")
+          f"({result['per_session_kb']:.0f} KB/session) -> {rss_after_sends:.0f} MB after {sends['count']} sends; fds {base_fds} -> {fds_sessions}; idle CPU {idle_cpu_pct:.1f}%")
     print(f"      start-up of all {n}: {start_s:.2f} s ({result['start_cpu_ms_per_session']:.1f} ms CPU/session); "
           f"sends {sends['per_s']:.0f}/s p50 {sends['p50_ms']:.1f} ms p99 {sends['p99_ms']:.1f} ms, "
           f"{sends['cpu_ms_per_msg']:.2f} ms CPU/send")
