@@ -227,7 +227,7 @@ def takeover(k: int, work: Path) -> dict:
 
 def format_result(levels: list[dict], take: dict | None) -> str:
     rows = "\n".join(
-        f"| {r['sessions']} | {r['base_rss']:.0f} | {r['rss']:.0f} | {r['per_session_kb']:.0f} | "
+        f"| {r['sessions']} | {r['base_rss']:.0f} | {r['rss']:.0f} | {max(0.0, r['per_session_kb']):.0f} | "
         f"{r['rss_after_sends']:.0f} ({r['sends']['count']}) | {r['base_fds']} / {r['fds']} | {r['idle_cpu_pct']:.1f} | "
         f"{r['start_s']:.2f} | {r['start_cpu_ms_per_session']:.1f} | {r['sends']['per_s']:.0f} | "
         f"{r['sends']['p50_ms']:.1f} / {r['sends']['p99_ms']:.1f} | {r['sends']['cpu_ms_per_msg']:.2f} |"
@@ -237,7 +237,9 @@ def format_result(levels: list[dict], take: dict | None) -> str:
             "log level info to a file; webhooks off.\n\n"
             "| sessions | RSS empty MB | RSS connected MB | KB per session | RSS after sends MB (sends) | fds empty / connected "
             "| idle CPU % | start all s | start CPU ms/session | sends/s | send p50 / p99 ms | CPU ms/send |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n" + rows + "\n")
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n" + rows + "\n"
+            "\nKB per session = (RSS connected - RSS empty) / sessions; at 10 sessions it is within the noise of "
+            "the garbage collector (0 shown for a negative difference).\n")
     last = levels[-1]
     text += (f"\nOn disk per session: {last['auth_kb_per_session']:.1f} KB of credentials (sandbox creds; a real "
              f"Baileys session keeps hundreds of signal key files), {last['idem_bytes_per_send']:.0f} bytes of "
