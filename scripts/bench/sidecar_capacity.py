@@ -225,7 +225,7 @@ def takeover(k: int, work: Path) -> dict:
     return result
 
 
-def format_result(levels: list[dict], take: dict | None) -> str:
+def format_result(levels: list[dict], take: dict | None, load: tuple[float, float] | None = None) -> str:
     rows = "\n".join(
         f"| {r['sessions']} | {r['base_rss']:.0f} | {r['rss']:.0f} | {max(0.0, r['per_session_kb']):.0f} | "
         f"{r['rss_after_sends']:.0f} ({r['sends']['count']}) | {r['base_fds']} / {r['fds']} | {r['idle_cpu_pct']:.1f} | "
@@ -234,7 +234,9 @@ def format_result(levels: list[dict], take: dict | None) -> str:
         for r in levels)
     text = ("One sidecar process, sandbox transport (no WhatsApp socket: our own per-session state only), "
             f"driven over its HTTP API from {CLIENTS} keep-alive connections; a fresh data directory per row; "
-            "log level info to a file; webhooks off.\n\n"
+            "log level info to a file; webhooks off."
+            + (f" Load average of the machine (2 cores shared with other jobs): {load[0]:.1f} at the start, "
+               f"{load[1]:.1f} at the end." if load else "") + "\n\n"
             "| sessions | RSS empty MB | RSS connected MB | KB per session | RSS after sends MB (sends) | fds empty / connected "
             "| idle CPU % | start all s | start CPU ms/session | sends/s | send p50 / p99 ms | CPU ms/send |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|\n" + rows + "\n"
@@ -264,15 +266,18 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print only; do not write docs/PERFORMANCE.md")
     args = parser.parse_args()
     counts = [int(c) for c in args.sessions.split(",") if c.strip()]
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-sidecar-capacity-") as tmp:
         work = Path(tmp)
         levels = [measure(n, work) for n in counts]
         take = takeover(args.takeover, work) if args.takeover else None
+        load = (load_before, os.getloadavg()[0])
+    print(f"load average: {load[0]:.1f} at the start, {load[1]:.1f} at the end")
     if not args.no_record:
         command = ".venv/bin/python -m scripts.bench.sidecar_capacity"
         if args.sessions != "10,100,500" or args.takeover != 100:
             command += f" --sessions {args.sessions} --takeover {args.takeover}"
-        record("sidecar_capacity", header("Sidecar capacity", command) + "\n" + format_result(levels, take))
+        record("sidecar_capacity", header("Sidecar capacity", command) + "\n" + format_result(levels, take, load))
 
 
 if __name__ == "__main__":
