@@ -6,7 +6,46 @@
 export const SERVER_ACK = 2;
 export const ERROR = 0;
 
-const REMEMBERED = 5000;
+// What is remembered only bridges races of seconds (an ack that beats the send's promise, a
+// receipt that beats the store write); anything older is read from the idempotency store.
+// Bounded by count and by age: 5000 per session with no age limit held about 3.3 MB for each
+// busy session, 1.6 GB for 500 of them (docs/PERFORMANCE.md, "Sidecar capacity").
+export const REMEMBERED = 1000;
+export const REMEMBER_MS = 10 * 60 * 1000;
+
+/** A Map of recent entries: at most `max`, none older than `maxAgeMs` (oldest dropped first). */
+export class RecentMap {
+  constructor({ max = REMEMBERED, maxAgeMs = REMEMBER_MS, now = Date.now } = {}) {
+    this.max = max;
+    this.maxAgeMs = maxAgeMs;
+    this.now = now;
+    this.entries = new Map(); // key -> { value, at }, in order of the last set
+  }
+
+  get size() {
+    this._prune();
+    return this.entries.size;
+  }
+
+  get(key) {
+    this._prune();
+    return this.entries.get(key)?.value;
+  }
+
+  set(key, value) {
+    this.entries.delete(key);
+    this.entries.set(key, { value, at: this.now() });
+    this._prune();
+  }
+
+  _prune() {
+    const oldest = this.now() - this.maxAgeMs;
+    for (const [key, entry] of this.entries) {
+      if (this.entries.size <= this.max && entry.at >= oldest) break;
+      this.entries.delete(key);
+    }
+  }
+}
 
 /** messages.update -> [{messageId, status}] (raw status numbers) for our own messages. */
 export function ackUpdates(updates) {
@@ -29,16 +68,15 @@ export function settles(status) {
 }
 
 export class AckTracker {
-  constructor() {
-    this.seen = new Map(); // messageId -> highest status seen (ERROR sticks)
+  constructor(options) {
+    this.seen = new RecentMap(options); // messageId -> highest status seen (ERROR sticks)
     this.waiters = new Map(); // messageId -> Set<resolve>
-    this.keys = new Map(); // messageId -> idempotency key, known before the store has it
+    this.keys = new RecentMap(options); // messageId -> idempotency key, known before the store has it
   }
 
   /** Remember which key a just-written message belongs to (receipts may beat the store write). */
   bind(messageId, key) {
     this.keys.set(messageId, key);
-    if (this.keys.size > REMEMBERED) this.keys.delete(this.keys.keys().next().value);
   }
 
   keyFor(messageId) {
@@ -48,9 +86,7 @@ export class AckTracker {
   note(messageId, status) {
     const prev = this.seen.get(messageId);
     const next = prev === ERROR ? ERROR : (status === ERROR ? ERROR : Math.max(prev ?? -1, status));
-    this.seen.delete(messageId);
     this.seen.set(messageId, next);
-    if (this.seen.size > REMEMBERED) this.seen.delete(this.seen.keys().next().value);
     const settled = settles(next);
     if (settled === null) return;
     for (const resolve of this.waiters.get(messageId) || []) resolve(settled);

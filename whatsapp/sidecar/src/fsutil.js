@@ -87,6 +87,8 @@ export class Mutex {
 }
 
 // One mutex per key (e.g. per tenant auth directory), shared by every user in the process.
+// Kept for the life of the process: callers may hold the mutex itself (auth-store does), so
+// only use it for keys of which there are few (one per tenant).
 const registry = new Map();
 export function mutexFor(key) {
   let m = registry.get(key);
@@ -95,4 +97,29 @@ export function mutexFor(key) {
     registry.set(key, m);
   }
   return m;
+}
+
+// Run `fn` under the lock of `key`, for keys without end (one per idempotency key, i.e. per
+// message): the lock exists only while someone holds or waits for it, so the process does
+// not keep one mutex per message it ever sent (about 370 bytes each, forever). A caller
+// after the last one has left gets a fresh mutex that nobody else is in: still exclusive.
+const transient = new Map(); // key -> { mutex, users }
+export async function withKeyLock(key, fn, opts) {
+  let entry = transient.get(key);
+  if (!entry) {
+    entry = { mutex: new Mutex(), users: 0 };
+    transient.set(key, entry);
+  }
+  entry.users++;
+  try {
+    return await entry.mutex.run(fn, opts);
+  } finally {
+    entry.users--;
+    if (entry.users === 0 && transient.get(key) === entry) transient.delete(key);
+  }
+}
+
+/** How many keys currently have a transient lock (held or awaited). */
+export function keyLocksInUse() {
+  return transient.size;
 }

@@ -12,7 +12,7 @@ import { createReadStream } from 'node:fs';
 import readline from 'node:readline';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { mutexFor, writeFileAtomic, readJsonOrNull, fsyncDir } from './fsutil.js';
+import { withKeyLock, writeFileAtomic, readJsonOrNull, fsyncDir } from './fsutil.js';
 
 export const OUTCOMES = ['pending', 'sent', 'failed', 'unknown'];
 
@@ -69,7 +69,7 @@ export class IdempotencyStore {
   async record(tenant, rec, { index = true, durable = true } = {}) {
     await this._migrated(tenant);
     const full = { ...rec, at: rec.at || new Date().toISOString() };
-    await mutexFor(`idem:${this.keyFile(tenant, rec.key)}`).run(() => this._write(tenant, full, { index, sync: durable }));
+    await withKeyLock(`idem:${this.keyFile(tenant, rec.key)}`, () => this._write(tenant, full, { index, sync: durable }));
     return full;
   }
 
@@ -79,7 +79,7 @@ export class IdempotencyStore {
    */
   async transition(tenant, key, from, patch) {
     await this._migrated(tenant);
-    return mutexFor(`idem:${this.keyFile(tenant, key)}`).run(async () => {
+    return withKeyLock(`idem:${this.keyFile(tenant, key)}`, async () => {
       const rec = await this._read(this.keyFile(tenant, key));
       if (!rec || !from.includes(rec.outcome)) return null;
       const next = { ...rec, ...patch, at: new Date().toISOString() };
@@ -101,7 +101,7 @@ export class IdempotencyStore {
     await eachFile(path.join(this.dir, tenant, 'keys'), async (file) => {
       const rec = await this._read(file);
       if (!rec || !hashes.includes(rec.toHash)) return;
-      await mutexFor(`idem:${file}`).run(async () => {
+      await withKeyLock(`idem:${file}`, async () => {
         if (rec.messageId) await fs.rm(this.messageFile(tenant, rec.messageId), { force: true });
         await fs.rm(file, { force: true });
       });
@@ -124,7 +124,7 @@ export class IdempotencyStore {
         await eachFile(path.join(this.dir, tenant, sub), async (file) => {
           const st = await fs.stat(file).catch(() => null);
           if (!st || now - st.mtimeMs <= maxAgeMs) return;
-          await mutexFor(`idem:${file}`).run(() => fs.rm(file, { force: true }));
+          await withKeyLock(`idem:${file}`, () => fs.rm(file, { force: true }));
           if (sub === 'keys') n++;
         });
       }
