@@ -39,8 +39,10 @@ test('erasing a contact removes its idempotency records and the pending and reje
 
     const r = await sc.api('POST', '/privacy/erase', { tenant: 'acme', phone: `+${NUMBER}` });
     assert.equal(r.status, 200);
-    // The receipt for k-erase, WAID-P (pending, or rejected once Django answered 400), WAID-R.
-    assert.deepEqual(r.body, { idempotencyRecords: 1, spoolItems: 3 });
+    // The receipt for k-erase, WAID-P (pending, or rejected once Django answered 400), WAID-R;
+    // one more if the server ack's own receipt for k-erase is still spooled (timing).
+    assert.equal(r.body.idempotencyRecords, 1);
+    assert.ok(r.body.spoolItems >= 3 && r.body.spoolItems <= 4, JSON.stringify(r.body));
     assert.deepEqual(await filesMentioning(sc.dataDir, NUMBER), []);
     assert.equal((await sc.api('GET', '/sessions/acme/messages/k-erase')).body.outcome, 'absent');
     assert.equal((await sc.api('GET', '/sessions/acme/messages/k-other')).body.outcome, 'sent', 'other contacts are kept');
