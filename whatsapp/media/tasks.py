@@ -61,17 +61,17 @@ def settle(media: MediaFile, message: Message) -> float | None:
         return None
     except (Transient, _TranscriptTransient) as exc:
         media.attempts += 1
-        if media.attempts > settings.MEDIA_FETCH_RETRIES:
-            if isinstance(exc, _TranscriptTransient):
-                finish_transcript(media, MediaFile.Transcript.FAILED, error=str(exc))
-            else:
-                fail(media, MediaFile.Failure.DOWNLOAD_FAILED, f"{exc} (after {media.attempts} attempts)")
+        if media.attempts <= settings.MEDIA_FETCH_RETRIES:
+            MediaFile.objects.filter(pk=media.pk).update(attempts=media.attempts, error=str(exc))
+            log.info("media not ready yet (%s); trying again", exc, extra={"media_id": media.pk})
+            return min(BACKOFF_CAP, settings.MEDIA_RETRY_BACKOFF * 2 ** (media.attempts - 1))
+        if not isinstance(exc, _TranscriptTransient):
+            fail(media, MediaFile.Failure.DOWNLOAD_FAILED, f"{exc} (after {media.attempts} attempts)")
             return None
-        MediaFile.objects.filter(pk=media.pk).update(attempts=media.attempts, error=str(exc))
-        log.info("media not ready yet (%s); trying again", exc, extra={"media_id": media.pk})
-        return min(BACKOFF_CAP, settings.MEDIA_RETRY_BACKOFF * 2 ** (media.attempts - 1))
+        # The recording is stored; only its transcript failed (the tenant's non-text answer).
+        finish_transcript(media, MediaFile.Transcript.FAILED, error=str(exc))
     MediaFile.objects.filter(pk=media.pk, state=MediaFile.State.PENDING).update(
-        state=MediaFile.State.STORED, error="", settled_at=timezone.now())
+        state=MediaFile.State.STORED, error="", settled_at=timezone.now(), attempts=media.attempts)
     return None
 
 
