@@ -23,6 +23,7 @@ from whatsapp.admin_tenant import TenantConnectAdminMixin
 from whatsapp.answer_parts import sent_and_unsent
 from whatsapp.dead_letter_reasons import PROVIDER_CODES, explain
 from whatsapp.inbound_dead_letters import answer_now, store_and_answer
+from whatsapp.media.admin import MediaInline
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenant
 
 
@@ -148,7 +149,7 @@ class MessageAdmin(RecordAdmin):
     search_fields = ("body", "provider_message_id", "=idempotency_key", "=correlation_id", "contact__phone")
     date_hierarchy = "created_at"
     list_select_related = ("tenant", "contact")
-    inlines = [AttemptInline]
+    inlines = [MediaInline, AttemptInline]
     readonly_fields = (
         "idempotency_key", "correlation_id", "created_at", "updated_at", "sent_at", "delivered_at", "read_at",
         "attempt_count", "parts_sent", "lease_until", "next_attempt_at", "deadline_at", "cycle_started_at",

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import uuid
 
-from django.db import models
+from django.db import models, transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
 
@@ -67,3 +69,13 @@ class MediaFile(models.Model):
     @property
     def settled(self) -> bool:
         return self.state != self.State.PENDING
+
+
+@receiver(post_delete, sender=MediaFile)
+def _delete_stored_file(sender, instance: MediaFile, **kwargs) -> None:
+    """Retention and erasure delete messages (and so their media rows) through the ORM:
+    the file goes too, once the deletion is committed (a rolled-back one keeps it)."""
+    name = instance.file.name
+    if name:
+        storage = instance.file.storage
+        transaction.on_commit(lambda: storage.delete(name))
