@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from django.core.files.storage import default_storage
 
-from tests.conftest import wait_for
-from tests.media_helpers import JPEG, media_settings, replies, send_media
+from tests.conftest import post_twilio, twilio_form, wait_for
+from tests.media_helpers import JPEG, PATH, media_settings, replies, send_media
 from whatsapp.media.models import MediaFile
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -100,3 +100,30 @@ def test_a_download_that_keeps_failing_is_given_up_visibly_and_the_message_answe
     assert media.failure == "download_failed"
     assert "HTTP 403" in media.error and "after 3 attempts" in media.error
     assert wait_for(replies, 20, message="the answer")[0].body == NON_TEXT
+
+
+def test_a_download_that_drips_is_cut_at_the_time_limit(client, tenant, twilio, start_worker, settings, tmp_path):
+    twilio.faults.media_drip_seconds = 0.2  # never silent long enough for a read timeout
+    start_worker(**media_settings(settings, tmp_path, MEDIA_FETCH_TIMEOUT=2, MEDIA_FETCH_RETRIES=0))
+
+    message = send_media(client, twilio, JPEG, "image/jpeg")
+
+    media = wait_for(lambda: MediaFile.objects.filter(message=message, state="failed").first(), 20,
+                     message="the download to be given up")
+    assert media.failure == "download_failed" and "longer than 2s" in media.error
+    assert wait_for(replies, 20, message="the answer")[0].body == NON_TEXT
+
+
+def test_every_attachment_of_a_message_is_stored_before_it_is_answered(client, tenant, twilio, start_worker,
+                                                                       settings, tmp_path):
+    start_worker(**media_settings(settings, tmp_path))
+    form = twilio_form(Body="the cake and the invoice", NumMedia="2",
+                       MediaUrl0=twilio.add_media(JPEG, "image/jpeg"), MediaContentType0="image/jpeg",
+                       MediaUrl1=twilio.add_media(b"%PDF-1.4 invoice", "application/pdf"),
+                       MediaContentType1="application/pdf")
+    assert post_twilio(client, PATH, form).status_code == 200
+
+    wait_for(replies, 30, message="the answer")
+    stored = MediaFile.objects.filter(message__provider_message_id=form["MessageSid"]).order_by("index")
+    assert [(m.state, m.content_type, m.size) for m in stored] == [
+        ("stored", "image/jpeg", len(JPEG)), ("stored", "application/pdf", 16)]

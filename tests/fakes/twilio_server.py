@@ -94,6 +94,7 @@ class Faults:
     # (-1: all of them), and how many next downloads fail with 500 at the storage host.
     media_expired_next: int = 0
     media_errors_next: int = 0
+    media_drip_seconds: float = 0.0  # the storage host sends the body a byte at a time, this far apart
 
 
 def _twilio_date(value: str) -> date | None:
@@ -390,7 +391,16 @@ class FakeTwilio(FakeServer):
                     self.send_header("Content-Type", media["content_type"])
                     self.send_header("Content-Length", str(len(media["data"])))
                     self.end_headers()
-                    self.wfile.write(media["data"])
+                    if fake.faults.media_drip_seconds:
+                        try:
+                            for byte in media["data"]:
+                                self.wfile.write(bytes([byte]))
+                                self.wfile.flush()
+                                time.sleep(fake.faults.media_drip_seconds)
+                        except OSError:
+                            return None  # the client gave up
+                    else:
+                        self.wfile.write(media["data"])
                     with fake.lock:
                         fake.media_requests.append({"path": parsed.path, "status": 200, "had_auth": False})
                     return None

@@ -9,6 +9,9 @@ host (which would refuse a request carrying two kinds of authentication anyway).
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from dataclasses import dataclass
 
@@ -52,37 +55,63 @@ def too_large(size: int) -> Permanent:
 def fetch(url: str, auth: tuple[str, str] | None) -> Fetched:
     """The file at url (following redirects), or FetchError. Reads at most
     MEDIA_MAX_BYTES and gives up after MEDIA_FETCH_TIMEOUT seconds in all."""
-    limit = settings.MEDIA_MAX_BYTES
-    deadline = time.monotonic() + settings.MEDIA_FETCH_TIMEOUT
-    timeout = min(10.0, settings.MEDIA_FETCH_TIMEOUT)
+    total = settings.MEDIA_FETCH_TIMEOUT
+    deadline = time.monotonic() + total
+    timeout = min(10.0, total)
     session = requests.Session()
     session.trust_env = False
     try:
         with session.get(url, auth=auth, stream=True, timeout=(timeout, timeout)) as response:
-            status = response.status_code
-            if status in (401, 403, 404, 410) and not response.history:
-                # The provider itself refused (wrong credentials, media deleted).
-                raise Permanent("refused", f"HTTP {status} from the provider")
-            if status == 429 or status >= 400:
-                # From the storage host: usually an expired signed URL; a new redirect helps.
-                raise Transient(f"HTTP {status} while downloading")
-            content_type = response.headers.get("Content-Type", "")
-            check_type(content_type)
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise too_large(int(declared))
-            chunks, size = [], 0
-            for chunk in response.iter_content(64 * 1024):
-                size += len(chunk)
-                if size > limit:
-                    raise too_large(size)
-                if time.monotonic() > deadline:
-                    raise Transient(f"download took longer than {settings.MEDIA_FETCH_TIMEOUT:g}s")
-                chunks.append(chunk)
-            return Fetched(b"".join(chunks), base_type(content_type))
-    except requests.Timeout as exc:
-        raise Transient("the download timed out") from exc
-    except requests.RequestException as exc:
+            # A server that drips a byte now and then never trips the read timeout: at the
+            # deadline the watchdog shuts the socket under the blocked read.
+            watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, (response,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                return _body(response, deadline)
+            finally:
+                watchdog.cancel()
+    except FetchError:
+        raise
+    except (requests.RequestException, OSError, ValueError) as exc:
+        if time.monotonic() >= deadline:
+            raise Transient(f"the download took longer than {total:g}s") from exc
+        if isinstance(exc, requests.Timeout):
+            raise Transient("the download timed out") from exc
         raise Transient(f"could not download ({type(exc).__name__})") from exc
     finally:
         session.close()
+
+
+def _body(response: requests.Response, deadline: float) -> Fetched:
+    limit = settings.MEDIA_MAX_BYTES
+    status = response.status_code
+    if status in (401, 403, 404, 410) and not response.history:
+        # The provider itself refused (wrong credentials, media deleted).
+        raise Permanent("refused", f"HTTP {status} from the provider")
+    if status == 429 or status >= 400:
+        # From the storage host: usually an expired signed URL; a new redirect helps.
+        raise Transient(f"HTTP {status} while downloading")
+    content_type = response.headers.get("Content-Type", "")
+    check_type(content_type)
+    declared = response.headers.get("Content-Length", "")
+    declared_size = int(declared) if declared.isascii() and declared.isdigit() else None
+    if declared_size is not None and declared_size > limit:
+        raise too_large(declared_size)
+    chunks, size = [], 0
+    for chunk in response.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise too_large(size)
+        chunks.append(chunk)
+    if time.monotonic() >= deadline or (declared_size is not None and size < declared_size):
+        raise Transient(f"the download was cut short ({size} of {declared_size} bytes)")
+    return Fetched(b"".join(chunks), base_type(content_type))
+
+
+def _cut(response: requests.Response) -> None:
+    connection = getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

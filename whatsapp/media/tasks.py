@@ -37,13 +37,13 @@ def process_media(self, message_id: int) -> None:
     if message is None:
         return
     with log_context(tenant=message.tenant.slug, message_id=message.pk, correlation_id=str(message.correlation_id)):
-        retry_in = None
-        for media in MediaFile.objects.filter(message=message, state=MediaFile.State.PENDING):
+        # One file per run: a download and a transcription fit in the task's time limit
+        # (celeryconfig), several might not.
+        media = MediaFile.objects.filter(message=message, state=MediaFile.State.PENDING).order_by("index").first()
+        if media is not None:
             wait = settle(media, message)
-            if wait is not None:
-                retry_in = wait if retry_in is None else min(retry_in, wait)
-        if retry_in is not None:
-            raise self.retry(countdown=retry_in)
+            if wait is not None or MediaFile.objects.filter(message=message, state=MediaFile.State.PENDING).exists():
+                raise self.retry(countdown=wait or 0)
         copy_transcript(message)
         hand_to_bot(message)
 
