@@ -23,7 +23,7 @@ from whatsapp.admin_tenant import TenantConnectAdminMixin
 from whatsapp.answer_parts import sent_and_unsent
 from whatsapp.dead_letter_reasons import PROVIDER_CODES, explain
 from whatsapp.inbound_dead_letters import answer_now, store_and_answer
-from whatsapp.media.admin import MediaInline
+from whatsapp.media.preview import MediaInline
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenant
 
 
@@ -432,5 +432,6 @@ def question_text(dl: DeadLetter) -> str:
 
 
 # SessionStateAdmin (the Sessions page with the QR code and lifecycle buttons).
+# The media list and its staff-only file view (built on RecordAdmin above).
 from whatsapp import admin_sessions  # noqa: E402, F401
-
+from whatsapp.media import admin as media_admin  # noqa: E402, F401
