@@ -12,6 +12,7 @@ from django.core.files.storage import default_storage
 from tests.conftest import post_twilio, twilio_form, wait_for
 from tests.media_helpers import JPEG, PATH, media_settings, replies, send_media
 from whatsapp.media.models import MediaFile
+from whatsapp.media.tasks import twilio_auth_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -127,3 +128,13 @@ def test_every_attachment_of_a_message_is_stored_before_it_is_answered(client, t
     stored = MediaFile.objects.filter(message__provider_message_id=form["MessageSid"]).order_by("index")
     assert [(m.state, m.content_type, m.size) for m in stored] == [
         ("stored", "image/jpeg", len(JPEG)), ("stored", "application/pdf", 16)]
+
+
+def test_the_account_credentials_go_only_to_twilios_api_host(settings):
+    settings.TWILIO_API_BASE_URL = ""
+    media_url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1"
+    assert twilio_auth_for(media_url) == (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN)
+    assert twilio_auth_for("https://api.twilio.com.evil.example/Media/ME1") is None
+    assert twilio_auth_for("https://media.example.com/ME1") is None
+    settings.TWILIO_API_BASE_URL = "http://127.0.0.1:8010"
+    assert twilio_auth_for("http://127.0.0.1:8010/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1") is not None

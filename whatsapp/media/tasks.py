@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from celery import shared_task
 from django.conf import settings
@@ -79,8 +80,18 @@ def download(media: MediaFile, message: Message) -> Fetched:
     check_type(media.content_type)  # the declared type: a wrong one is not even fetched
     if not media.source_url:
         raise Permanent("refused", "no URL to fetch the media from")
-    auth = (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN) if message.provider == "twilio" else None
-    return fetch(media.source_url, auth)
+    return fetch(media.source_url, twilio_auth_for(media.source_url) if message.provider == "twilio" else None)
+
+
+def twilio_auth_for(url: str) -> tuple[str, str] | None:
+    """The account's credentials, only for a URL on Twilio's API host (or the one
+    TWILIO_API_BASE_URL names): a MediaUrl is signed by Twilio, but the token is worth
+    a second lock."""
+    host = (urlsplit(url).hostname or "").lower()
+    hosts = {"api.twilio.com"}
+    if settings.TWILIO_API_BASE_URL:
+        hosts.add((urlsplit(settings.TWILIO_API_BASE_URL).hostname or "").lower())
+    return (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN) if host in hosts else None
 
 
 def store(media: MediaFile, fetched: Fetched) -> None:
