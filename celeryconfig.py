@@ -28,6 +28,8 @@ task_queues = [
 task_routes = {
     "bots.tasks.*": {"queue": "ai"},
     "whatsapp.tasks.send_message": {"queue": "send"},
+    # Fetching and transcribing media comes before the answer: the same queue as the bot.
+    "whatsapp.media.process_media": {"queue": "ai"},
     "whatsapp.tasks.reconcile_*": {"queue": "default"},
     "whatsapp.tasks.purge_expired": {"queue": "default"},
     # The lifecycle worker owns the sidecar, so it also collects what the sidecar kept.
@@ -36,7 +38,7 @@ task_routes = {
 }
 # Not found by autodiscovery (which imports only <app>.tasks); also connects the signals
 # by which the `baileys` worker takes the lifecycle lease and runs the sidecar.
-imports = ["whatsapp.lifecycle"]
+imports = ["whatsapp.lifecycle", "whatsapp.media.tasks"]
 
 # Ack after the task finishes, not when it starts: a worker that dies mid-task leaves
 # the message on the broker to be redelivered (every task is idempotent for this).

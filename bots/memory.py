@@ -40,6 +40,9 @@ def conversation_before(batch: list[Message], limit: int | None = None, budget: 
 
 def message_text(message: Message) -> str:
     """What the model reads for one message; media it cannot see is named, not dropped."""
+    if message.media_type == "audio" and message.body:
+        # whatsapp.media.tasks wrote the voice note's transcript into the body.
+        return f"[voice note from the customer, transcribed: {message.body}]"
     if message.media_type and message.media_type != "text":
         caption = f": {message.body}" if message.body else ""
         return f"[{message.media_type} from the customer{caption}]"

@@ -3,6 +3,7 @@ business facts, the conversation so far, then the customer's new message(s)."""
 
 from __future__ import annotations
 
+from bots.media_content import image_parts
 from bots.memory import message_text
 from whatsapp.models import Direction, Message, Tenant
 
@@ -27,5 +28,7 @@ def build_messages(tenant: Tenant, batch: list[Message], history: list[Message])
         messages.append({"role": role, "content": message_text(message)})
     # Several short messages in a row are one turn of the customer's.
     new = "\n".join(text for text in (message_text(m) for m in batch) if text)
-    messages.append({"role": "user", "content": new})
+    images = image_parts(batch) if tenant.llm_accepts_images else []
+    # With photos the turn is a list of parts: the text (captions included), then the images.
+    messages.append({"role": "user", "content": [{"type": "text", "text": new}, *images] if images else new})
     return messages

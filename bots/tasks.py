@@ -24,9 +24,11 @@ from bots.dispatch import debounce_seconds, newer_pending
 from bots.engines import get_engine
 from bots.engines.base import Reply
 from bots.engines.rules import RulesEngine, fallback_text
+from bots.media_content import readable, sees_images
 from bots.memory import conversation_before
 from project.logging import log_context
 from whatsapp.delivery import new_outbound_fields
+from whatsapp.media.tasks import media_waiting
 from whatsapp.models import Contact, Direction, Message, Status
 
 log = logging.getLogger("bots.reply")
@@ -47,6 +49,9 @@ def generate_reply(inbound_id: int) -> int | None:
             return None
         batch = pending_batch(inbound)
         if not batch:
+            return None
+        if media_waiting(batch):
+            log.info("media not ready yet; the media task hands the conversation over when it is")
             return None
         reply, latency_ms = build_reply(inbound.tenant, batch)
         return store_reply(batch, reply, latency_ms)
@@ -76,10 +81,11 @@ def build_reply(tenant, batch: list[Message], history: list[Message] | None = No
     a failing engine gives the rules engine's answer, marked "fallback". `answer` replaces
     answer_with_fallback (the admin's test page uses it to show the engine's error)."""
     started = time.monotonic()
-    if all(m.media_type != "text" for m in batch):
+    engine_name = engine_name or tenant.bot_engine or settings.BOT_ENGINE
+    images_seen = sees_images(tenant, engine_name)
+    if not any(readable(m, images_seen) for m in batch):
         reply = Reply(tenant.non_text_reply or fallback_text(tenant), "non_text")
     else:
-        engine_name = engine_name or tenant.bot_engine or settings.BOT_ENGINE
         if history is None:
             history = conversation_before(batch)
         if answer is not None:

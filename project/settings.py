@@ -205,6 +205,30 @@ METRICS_REQUIRE_TOKEN = PRODUCTION
 LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "text")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 
+# Media of inbound messages (docs/MEDIA.md). Files go through Django's storage API:
+# the file system under MEDIA_ROOT by default, any storage backend (django-storages: S3,
+# GCS, Azure) by MEDIA_STORAGE_BACKEND and its options as JSON. Never served publicly:
+# staff open them through the admin.
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(BASE_DIR / ".run" / "media"))
+MEDIA_STORAGE_BACKEND = env.str("MEDIA_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")
+MEDIA_STORAGE_OPTIONS = env.json("MEDIA_STORAGE_OPTIONS", default={})
+MEDIA_MAX_BYTES = env.int("MEDIA_MAX_BYTES", default=16 * 1024 * 1024)
+# Seconds for one whole download (connect, redirect and body together).
+MEDIA_FETCH_TIMEOUT = env.float("MEDIA_FETCH_TIMEOUT", default=30.0)
+# Transient failures (network, 5xx, an expired storage URL) are retried this many times.
+MEDIA_FETCH_RETRIES = env.int("MEDIA_FETCH_RETRIES", default=3)
+MEDIA_RETRY_BACKOFF = env.float("MEDIA_RETRY_BACKOFF", default=5.0)
+MEDIA_ALLOWED_TYPES = env.list("MEDIA_ALLOWED_TYPES", default=[
+    "image/jpeg", "image/png", "image/webp", "audio/ogg", "audio/mpeg", "audio/mp4", "audio/amr", "audio/aac",
+    "video/mp4", "video/3gpp", "application/pdf", "text/plain", "text/vcard",
+])
+# Speech to text: an OpenAI-compatible POST {base}/audio/transcriptions (OpenAI, a
+# self-hosted Whisper server). LLM_API_KEY is sent only when this is LLM_BASE_URL.
+TRANSCRIPTION_BASE_URL = env.str("TRANSCRIPTION_BASE_URL", default=LLM_BASE_URL).rstrip("/")
+TRANSCRIPTION_API_KEY = env_secret("TRANSCRIPTION_API_KEY", default="")
+TRANSCRIPTION_MODEL = env.str("TRANSCRIPTION_MODEL", default="whisper-1")
+TRANSCRIPTION_TIMEOUT = env.float("TRANSCRIPTION_TIMEOUT", default=60.0)
+
 # --- Django ----------------------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -273,6 +297,10 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # Outside production the admin's files are served straight from the apps, collected or not.
 WHITENOISE_USE_FINDERS = not PRODUCTION
+STORAGES = {
+    "default": {"BACKEND": MEDIA_STORAGE_BACKEND, "OPTIONS": MEDIA_STORAGE_OPTIONS},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(WEBHOOK_MAX_BYTES * 4, SIDECAR_WEBHOOK_MAX_BYTES)
 
 REST_FRAMEWORK = {

@@ -23,6 +23,7 @@ from whatsapp.admin_tenant import TenantConnectAdminMixin
 from whatsapp.answer_parts import sent_and_unsent
 from whatsapp.dead_letter_reasons import PROVIDER_CODES, explain
 from whatsapp.inbound_dead_letters import answer_now, store_and_answer
+from whatsapp.media.preview import MediaInline
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenant
 
 
@@ -83,6 +84,7 @@ class TenantAdmin(TenantConnectAdminMixin, BotTestAdminMixin, admin.ModelAdmin):
             "bot_engine", "greeting", "fallback_reply", "non_text_reply", "system_prompt", "business_facts",
             "debounce_seconds", "bot_test_link",
         )}),
+        ("Media", {"fields": ("transcribe_voice_notes", "llm_accepts_images")}),
         ("LLM (empty: server defaults)", {"classes": ("collapse",), "fields": (
             "llm_base_url", "llm_model", "llm_temperature", "llm_max_tokens", "llm_api_key", "clear_llm_api_key",
         )}),
@@ -147,7 +149,7 @@ class MessageAdmin(RecordAdmin):
     search_fields = ("body", "provider_message_id", "=idempotency_key", "=correlation_id", "contact__phone")
     date_hierarchy = "created_at"
     list_select_related = ("tenant", "contact")
-    inlines = [AttemptInline]
+    inlines = [MediaInline, AttemptInline]
     readonly_fields = (
         "idempotency_key", "correlation_id", "created_at", "updated_at", "sent_at", "delivered_at", "read_at",
         "attempt_count", "parts_sent", "lease_until", "next_attempt_at", "deadline_at", "cycle_started_at",
@@ -430,5 +432,6 @@ def question_text(dl: DeadLetter) -> str:
 
 
 # SessionStateAdmin (the Sessions page with the QR code and lifecycle buttons).
+# The media list and its staff-only file view (built on RecordAdmin above).
 from whatsapp import admin_sessions  # noqa: E402, F401
-
+from whatsapp.media import admin as media_admin  # noqa: E402, F401

@@ -3,6 +3,7 @@ handing it to the bot after the transaction commits."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from project.logging import log_context
 from whatsapp import metrics
+from whatsapp.media.tasks import process_media, record_media
 from whatsapp.models import Contact, Direction, Message, Provider, Status, Tenant
 from whatsapp.text import mask
 
@@ -28,6 +30,8 @@ class Inbound:
     name: str = ""
     wa_jid: str = ""
     lid_jid: str = ""
+    # (url, content type) of each attachment to fetch (whatsapp.media)
+    media: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 def accept_inbound(inbound: Inbound, _again: bool = True) -> tuple[Message, bool]:
@@ -51,7 +55,9 @@ def accept_inbound(inbound: Inbound, _again: bool = True) -> tuple[Message, bool
                 media_type=inbound.media_type,
                 status=Status.RECEIVED,
             )
-            transaction.on_commit(lambda: _hand_to_bot(message))
+            if inbound.media:
+                record_media(message, inbound.media)
+            transaction.on_commit(lambda: _hand_to_bot(message, fetch_first=bool(inbound.media)))
     except IntegrityError:
         # Two deliveries of the same webhook raced; the other one stored it.
         existing = Message.objects.filter(
@@ -126,12 +132,16 @@ def _new_contact(inbound: Inbound) -> Contact | None:
         return None
 
 
-def _hand_to_bot(message: Message) -> None:
+def _hand_to_bot(message: Message, fetch_first: bool = False) -> None:
     from bots.dispatch import schedule_reply
 
     try:
         with log_context(tenant=message.tenant.slug, correlation_id=str(message.correlation_id)):
-            schedule_reply(message)
+            if fetch_first:
+                # The media task hands the message to the bot once its media is ready.
+                process_media.delay(message.pk)
+            else:
+                schedule_reply(message)
     except Exception:  # noqa: BLE001
         # The broker is down: the message is stored, and the reconciler answers it later.
         log.exception("could not enqueue the reply; the reconciler will retry", extra={"message_id": message.pk})

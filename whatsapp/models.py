@@ -73,6 +73,13 @@ class Tenant(models.Model):
         blank=True, help_text="Write-only. Empty: LLM_API_KEY, which is sent only to LLM_BASE_URL."
     )
     debounce_seconds = models.FloatField(null=True, blank=True, help_text="Empty: BOT_DEBOUNCE_SECONDS.")
+    # Media (docs/MEDIA.md). Off by default: both send the customer's media to a third party.
+    transcribe_voice_notes = models.BooleanField(
+        default=False, help_text="Transcribe voice notes (TRANSCRIPTION_BASE_URL) so the bot can answer them.",
+    )
+    llm_accepts_images = models.BooleanField(
+        default=False, help_text="The LLM model sees images: photos are sent to it as image content.",
+    )
     retention_days = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="Messages older than this many days are deleted. Empty: RETENTION_DAYS.",
@@ -424,3 +431,7 @@ class ErasureLog(models.Model):
 
     def __str__(self) -> str:
         return f"Erasure #{self.pk} ({self.tenant_slug})"
+
+
+# In its own module (whatsapp.media); imported here so that Django registers it.
+from whatsapp.media.models import MediaFile  # noqa: E402,F401

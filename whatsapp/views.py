@@ -128,10 +128,22 @@ class TwilioInbound(TwilioWebhook):
                 body=body[:4096],
                 media_type=media_type,
                 name=(data.get("ProfileName") or "")[:200],
+                media=twilio_media(data, num_media),
             )
         )
         # An empty TwiML response: the answer comes later, through the API.
         return HttpResponse(str(MessagingResponse()), content_type="text/xml")
+
+
+def twilio_media(data: dict, num_media: int) -> list[tuple[str, str]]:
+    """(MediaUrlN, MediaContentTypeN) of each attachment; WhatsApp sends at most one, Twilio
+    documents up to ten."""
+    found = []
+    for n in range(min(num_media, 10)):
+        url = (data.get(f"MediaUrl{n}") or "").strip()
+        if url.startswith(("https://", "http://")):
+            found.append((url, (data.get(f"MediaContentType{n}") or "").strip()))
+    return found
 
 
 class TwilioStatus(TwilioWebhook):

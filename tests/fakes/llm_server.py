@@ -1,6 +1,13 @@
 """A local stand-in for an OpenAI-compatible Chat Completions API (POST
 /v1/chat/completions, the real request and response JSON), so the real engine can be
-pointed at it with LLM_BASE_URL=<base_url>. It records every request (headers and
+pointed at it with LLM_BASE_URL=<base_url>. It also answers speech to text, POST
+/v1/audio/transcriptions (multipart/form-data with `file` and `model`, answer
+{"text": ...} for response_format json), refusing what OpenAI refuses: a missing file or
+model (400), a file format it does not know by the file name's extension (400), more
+than 25 MB (413). https://platform.openai.com/docs/api-reference/audio/createTranscription
+Image content in a chat message (`{"type": "image_url", "image_url": {"url":
+"data:image/jpeg;base64,..."}}`) must be a data URL with valid base64 or an http(s) URL
+(400 otherwise). https://platform.openai.com/docs/guides/images-vision It records every request (headers and
 body) and injects faults on request: 429 with Retry-After, 5xx, a hang, garbage, a
 response without choices.
 
@@ -11,6 +18,8 @@ Control over HTTP: GET /_fake/requests, POST /_fake/faults {"faults": [...]}, PO
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import time
 import uuid
@@ -25,10 +34,64 @@ from tests.fakes.base import FakeServer, JsonHandler
 FAULT_KINDS = {"429", "500", "502", "503", "hang", "garbage", "no_choices", "empty", "401"}
 
 
+AUDIO_FORMATS = {"flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "oga", "wav", "webm"}
+MAX_AUDIO_BYTES = 25 * 1024 * 1024
+
+
+def text_of(content) -> str:
+    """A message's text; image parts are counted, e.g. "[1 image] what is this?"."""
+    if isinstance(content, list):
+        texts = [p.get("text", "") for p in content if p.get("type") == "text"]
+        images = sum(1 for p in content if p.get("type") == "image_url")
+        return " ".join(([f"[{images} image{'s' if images > 1 else ''}]"] if images else []) + texts)
+    return content
+
+
 def default_answer(body: dict) -> str:
     """A deterministic answer that shows what the model was asked."""
-    last = body["messages"][-1]["content"] if body.get("messages") else ""
+    last = text_of(body["messages"][-1]["content"]) if body.get("messages") else ""
     return f"LLM answer to: {last}"
+
+
+def default_transcript(audio: bytes) -> str:
+    """Test recordings are b"OggS" + the words "spoken" in them."""
+    return audio.removeprefix(b"OggS").decode("utf-8", "replace").strip()
+
+
+def bad_image(messages: list) -> str | None:
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            if part.get("type") != "image_url":
+                continue
+            url = (part.get("image_url") or {}).get("url", "")
+            if url.startswith(("http://", "https://")):
+                continue
+            head, _, data = url.partition(",")
+            if not (head.startswith("data:image/") and head.endswith(";base64")):
+                return "Invalid image URL: expected a data URL (data:image/...;base64,...) or an http(s) URL"
+            try:
+                base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                return "Invalid base64 image data"
+    return None
+
+
+def parse_multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """name -> (filename, bytes) of a multipart/form-data body."""
+    from email import policy
+    from email.parser import BytesParser
+
+    message = BytesParser(policy=policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    if not message.is_multipart():
+        return {}
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            fields[name] = (part.get_filename(), part.get_payload(decode=True) or b"")
+    return fields
 
 
 class FakeLLM(FakeServer):
@@ -41,6 +104,8 @@ class FakeLLM(FakeServer):
         self.hang_seconds = 30.0
         self.delay_seconds = 0.0
         self.answer: Callable[[dict], str] = default_answer
+        self.transcript: Callable[[bytes], str] = default_transcript
+        self.transcriptions: list[dict] = []  # every transcription request: headers, model, filename, size
         super().__init__(host, port)
 
     @property
@@ -56,6 +121,8 @@ class FakeLLM(FakeServer):
             self.hang_seconds = 30.0
             self.delay_seconds = 0.0
             self.answer = default_answer
+            self.transcript = default_transcript
+            self.transcriptions.clear()
             self.api_key = None
 
     def inject(self, *kinds: str) -> None:
@@ -104,6 +171,34 @@ class FakeLLM(FakeServer):
                 self._send(status, {"error": {"message": message, "type": kind, "param": None, "code": None}},
                            headers)
 
+            def _transcription(self, raw: bytes):
+                content_type = self.headers.get("Content-Type", "")
+                if not content_type.startswith("multipart/form-data"):
+                    return self._error(400, "Expected multipart/form-data", "invalid_request_error")
+                fields = parse_multipart(content_type, raw)
+                filename, audio = fields.get("file", (None, b""))
+                model = fields.get("model", (None, b""))[1].decode()
+                with fake.lock:
+                    fake.transcriptions.append({"headers": dict(self.headers.items()), "model": model,
+                                                "filename": filename, "size": len(audio)})
+                auth = self.headers.get("Authorization", "")
+                if fake.api_key is not None and auth != f"Bearer {fake.api_key}":
+                    return self._error(401, "Incorrect API key provided.", "invalid_request_error")
+                if not filename or not model:
+                    return self._error(400, "'file' and 'model' are required", "invalid_request_error")
+                if filename.rsplit(".", 1)[-1].lower() not in AUDIO_FORMATS:
+                    return self._error(400, f"Invalid file format. Supported formats: {sorted(AUDIO_FORMATS)}",
+                                       "invalid_request_error")
+                if len(audio) > MAX_AUDIO_BYTES:
+                    return self._error(413, "Maximum content size limit exceeded", "invalid_request_error")
+                fault = fake._next_fault()
+                if fault in {"500", "502", "503"}:
+                    return self._error(int(fault), "The server had an error", "server_error")
+                if fault == "hang":
+                    time.sleep(fake.hang_seconds)
+                    return self._error(504, "hung", "server_error")
+                return self._send(200, {"text": fake.transcript(audio)})
+
             def do_GET(self):
                 if self.path == "/_fake/requests":
                     with fake.lock:
@@ -125,6 +220,8 @@ class FakeLLM(FakeServer):
                         if key in spec:
                             setattr(fake, key, spec[key])
                     return self._send(200, {"ok": True})
+                if self.path == "/v1/audio/transcriptions":
+                    return self._transcription(raw)
                 if self.path != "/v1/chat/completions":
                     return self._error(404, f"Invalid URL (POST {self.path})", "invalid_request_error")
                 try:
@@ -141,6 +238,9 @@ class FakeLLM(FakeServer):
                                        "invalid_request_error")
                 if not isinstance(body.get("messages"), list) or not body.get("model"):
                     return self._error(400, "'messages' and 'model' are required", "invalid_request_error")
+                problem = bad_image(body["messages"])
+                if problem:
+                    return self._error(400, problem, "invalid_request_error")
                 fault = fake._next_fault()
                 if fake.delay_seconds:
                     time.sleep(fake.delay_seconds)

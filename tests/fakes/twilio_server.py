@@ -22,6 +22,16 @@ What it models, with the documentation it follows:
   in X-Twilio-Signature (HMAC-SHA1 over the URL + the sorted POST parameters).
   https://www.twilio.com/docs/messaging/guides/track-outbound-message-status
   https://www.twilio.com/docs/usage/webhooks/webhooks-security
+- Inbound media (MediaUrlN of an inbound webhook): the URL is the Media resource,
+  `/2010-04-01/Accounts/{sid}/Messages/{MM}/Media/{ME}`, protected by HTTP basic auth
+  with the account SID and auth token (the default for new accounts: 401/20003 without
+  it); with it, Twilio answers a redirect (307) to a short-lived signed storage URL on
+  another host, which serves the bytes with their Content-Type and Content-Length and
+  refuses an expired signature (403) and a request that also carries an Authorization
+  header (400, as S3 refuses two authentication mechanisms). Deleted media is 404/20404.
+  https://www.twilio.com/docs/usage/security#http-authentication
+  https://www.twilio.com/docs/messaging/api/media-resource
+  https://www.twilio.com/docs/messaging/guides/webhook-request (NumMedia, MediaUrl0...)
 - The Message resource does not return the StatusCallback URL or the ContentSid: a
   client cannot find its own key in a listed message (we keep both privately).
 
@@ -33,6 +43,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
+import hmac
 import json
 import random
 import signal
@@ -78,6 +90,11 @@ class Faults:
     # E.164 number -> [final status, error code], e.g. {"+1555...": ["undelivered", 63024]}
     receipt_failures: dict[str, list] = field(default_factory=dict)
     clock_skew_seconds: float = 0.0  # Twilio's clock minus ours (date_created, date_sent)
+    # Inbound media: how many next redirects point to an already expired storage URL
+    # (-1: all of them), and how many next downloads fail with 500 at the storage host.
+    media_expired_next: int = 0
+    media_errors_next: int = 0
+    media_drip_seconds: float = 0.0  # the storage host sends the body a byte at a time, this far apart
 
 
 def _twilio_date(value: str) -> date | None:
@@ -98,7 +115,33 @@ class FakeTwilio(FakeServer):
         self.callbacks: list[dict] = []  # every status callback posted: url, form, answer
         self.requests = 0
         self.faults = Faults()
+        self.media: dict[str, dict] = {}  # ME sid -> {"data", "content_type"}
+        self.media_requests: list[dict] = []  # every media request: path, had_auth, status
         super().__init__(host, port)
+
+    # --- inbound media ---------------------------------------------------------------------
+
+    def add_media(self, data: bytes, content_type: str) -> str:
+        """Store a customer's attachment; the MediaUrl an inbound webhook would carry."""
+        sid = "ME" + uuid.uuid4().hex
+        with self.lock:
+            self.media[sid] = {"data": data, "content_type": content_type}
+        return f"{self.address}/2010-04-01/Accounts/{self.account_sid}/Messages/MM{uuid.uuid4().hex}/Media/{sid}"
+
+    def _storage_signature(self, sid: str, expires: int) -> str:
+        return hmac.new(self.auth_token.encode(), f"{sid}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def storage_url(self, sid: str) -> str:
+        """A signed URL on another host name (localhost, not 127.0.0.1): clients drop
+        their Authorization header when a redirect leaves the host."""
+        with self.lock:
+            expired = self.faults.media_expired_next != 0
+            if self.faults.media_expired_next > 0:
+                self.faults.media_expired_next -= 1
+        expires = int(time.time()) + (-60 if expired else 300)
+        port = self.server.server_address[1]
+        return (f"http://localhost:{port}/_storage/{sid}?Expires={expires}"
+                f"&Signature={self._storage_signature(sid, expires)}")
 
     @property
     def base_url(self) -> str:
@@ -110,6 +153,8 @@ class FakeTwilio(FakeServer):
             self.callbacks.clear()
             self.requests = 0
             self.faults = Faults()
+            self.media.clear()
+            self.media_requests.clear()
 
     def sent_to(self, phone: str) -> list[dict]:
         with self.lock:
@@ -314,8 +359,62 @@ class FakeTwilio(FakeServer):
                 return self._send(404, {"code": 20404, "message": "The requested resource was not found",
                                         "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404})
 
+            def _media(self, parsed):
+                """The Media resource (auth, then a redirect) and the storage host."""
+                def answer(status, payload=None, headers=None, raw=None):
+                    with fake.lock:
+                        fake.media_requests.append({"path": parsed.path, "status": status,
+                                                    "had_auth": "Authorization" in self.headers})
+                    return self._send(status, payload, headers, raw)
+
+                sid = parsed.path.rsplit("/", 1)[-1]
+                with fake.lock:
+                    media = fake.media.get(sid)
+                if parsed.path.startswith("/_storage/"):
+                    query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+                    if "Authorization" in self.headers:
+                        return answer(400, None, raw=b"<Error><Code>InvalidArgument</Code><Message>Only one auth "
+                                                      b"mechanism allowed</Message></Error>")
+                    expires = int(query.get("Expires", "0")) if query.get("Expires", "").isdigit() else 0
+                    if media is None or not hmac.compare_digest(query.get("Signature", ""),
+                                                                fake._storage_signature(sid, expires)):
+                        return answer(403, None, raw=b"<Error><Code>AccessDenied</Code></Error>")
+                    if expires < time.time():
+                        return answer(403, None, raw=b"<Error><Code>AccessDenied</Code><Message>Request has "
+                                                      b"expired</Message></Error>")
+                    with fake.lock:
+                        fail = fake.faults.media_errors_next > 0
+                        fake.faults.media_errors_next -= 1 if fail else 0
+                    if fail:
+                        return answer(500, None, raw=b"<Error><Code>InternalError</Code></Error>")
+                    self.send_response(200)
+                    self.send_header("Content-Type", media["content_type"])
+                    self.send_header("Content-Length", str(len(media["data"])))
+                    self.end_headers()
+                    if fake.faults.media_drip_seconds:
+                        try:
+                            for byte in media["data"]:
+                                self.wfile.write(bytes([byte]))
+                                self.wfile.flush()
+                                time.sleep(fake.faults.media_drip_seconds)
+                        except OSError:
+                            return None  # the client gave up
+                    else:
+                        self.wfile.write(media["data"])
+                    with fake.lock:
+                        fake.media_requests.append({"path": parsed.path, "status": 200, "had_auth": False})
+                    return None
+                if not self._authorized():
+                    return answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                if media is None:
+                    return answer(404, {"code": 20404, "message": "The requested resource was not found",
+                                        "status": 404})
+                return answer(307, {}, {"Location": fake.storage_url(sid)})
+
             def do_GET(self):
                 parsed = urlparse(self.path)
+                if "/Media/" in parsed.path or parsed.path.startswith("/_storage/"):
+                    return self._media(parsed)
                 if parsed.path == "/_fake/messages":
                     with fake.lock:
                         return self._send(200, {"messages": [{k: v for k, v in m.items() if not k.startswith("_")}
