@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from bots import handoff
 from bots.dispatch import debounce_seconds, newer_pending
 from bots.engines import get_engine
 from bots.engines.base import Reply
@@ -27,6 +28,7 @@ from bots.engines.rules import RulesEngine, fallback_text
 from bots.memory import conversation_before
 from project.logging import log_context
 from whatsapp.delivery import new_outbound_fields
+from whatsapp.inbox.state import bot_held, hold
 from whatsapp.models import Contact, Direction, Message, Status
 
 log = logging.getLogger("bots.reply")
@@ -48,6 +50,13 @@ def generate_reply(inbound_id: int) -> int | None:
         batch = pending_batch(inbound)
         if not batch:
             return None
+        screened = handoff.screen(inbound.tenant, inbound.contact, batch)
+        if screened.action == handoff.HOLD:
+            log.info("bot paused or contact opted out: %d message(s) wait for staff", hold(batch))
+            return None
+        if screened.action == handoff.REPLY:
+            screened.then()  # the state first: after a STOP nothing else may go out
+            return store_reply(batch, screened.reply, 0, hold_if_paused=False)
         reply, latency_ms = build_reply(inbound.tenant, batch)
         return store_reply(batch, reply, latency_ms)
 
@@ -101,14 +110,18 @@ def answer_with_fallback(engine_name: str, tenant, batch: list[Message],
         return Reply(RulesEngine().reply(tenant, batch, history).text, "fallback"), str(exc) or type(exc).__name__
 
 
-def store_reply(batch: list[Message], reply: Reply, latency_ms: int) -> int | None:
-    """Store one outbound answer for the batch, unless another run answered any of it."""
+def store_reply(batch: list[Message], reply: Reply, latency_ms: int, hold_if_paused: bool = True) -> int | None:
+    """Store one outbound answer for the batch, unless another run answered any of it, or
+    staff paused the bot (or the customer opted out) while it was being generated."""
     latest = batch[-1]
     outbound = None
     try:
         with transaction.atomic():
             # One writer per conversation at a time (SQLite locks the whole database anyway).
             Contact.objects.select_for_update().filter(pk=latest.contact_id).first()
+            if hold_if_paused and bot_held(latest.contact_id):
+                log.info("bot paused meanwhile: answer dropped, %d message(s) wait for staff", hold(batch))
+                return None
             claimed = Message.objects.filter(pk__in=[m.pk for m in batch], status=Status.RECEIVED).update(
                 status=Status.ANSWERED, updated_at=timezone.now()
             )
