@@ -116,3 +116,7 @@ def hold(messages: list[Message]) -> int:
     return Message.objects.filter(pk__in=[m.pk for m in messages], status=Status.RECEIVED).update(
         status=Status.WAITING, updated_at=timezone.now()
     )
+
+
+def mark_read(contact: Contact, at=None) -> None:
+    Conversation.objects.filter(contact=contact).update(staff_read_at=at or timezone.now())
