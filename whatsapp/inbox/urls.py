@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import path
 
 from whatsapp.inbox import views
+from whatsapp.inbox.webhooks import BaileysOwnerMessage
 
 urlpatterns = [
     path("admin/inbox/", views.tenants, name="inbox"),
@@ -15,4 +16,5 @@ urlpatterns = [
     path("admin/inbox/<str:slug>/<int:contact_id>/take-over/", views.take_over, name="inbox-take-over"),
     path("admin/inbox/<str:slug>/<int:contact_id>/hand-back/", views.hand_back, name="inbox-hand-back"),
     path("admin/inbox/<str:slug>/<int:contact_id>/reply/", views.reply, name="inbox-reply"),
+    path("webhooks/baileys/<str:tenant>/owner/", BaileysOwnerMessage.as_view(), name="baileys-owner"),
 ]
