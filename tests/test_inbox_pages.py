@@ -163,3 +163,23 @@ def test_the_metrics_count_conversations_needing_a_human(client, contacts):
     state.pause(ana, PauseReason.HANDOFF, needs_human=True)
     body = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
     assert 'whatsapp_conversations_needing_human{tenant="acme"} 1.0' in body
+
+
+def test_staff_can_pause_the_bot_for_a_number_that_never_wrote(staff_client, tenant, staff):
+    response = staff_client.post("/admin/inbox/acme/pause-number/", {"phone": "+1 555 000 3333"})
+    contact = Contact.objects.get(phone="+15550003333")
+    assert response["Location"] == f"/admin/inbox/acme/{contact.pk}/"
+    assert Conversation.objects.get(contact=contact).bot_paused
+
+
+def test_a_bad_number_to_pause_is_refused_and_nothing_is_stored(staff_client, tenant):
+    response = staff_client.post("/admin/inbox/acme/pause-number/", {"phone": "hello"}, follow=True)
+    assert "country code" in response.content.decode()
+    assert not Contact.objects.exists()
+
+
+def test_the_tenant_page_links_to_its_inbox(staff_client, tenant, staff):
+    staff.is_superuser = True
+    staff.save()
+    page = staff_client.get(f"/admin/whatsapp/tenant/{tenant.pk}/change/").content.decode()
+    assert 'href="/admin/inbox/acme/"' in page

@@ -432,3 +432,5 @@ def question_text(dl: DeadLetter) -> str:
 # SessionStateAdmin (the Sessions page with the QR code and lifecycle buttons).
 from whatsapp import admin_sessions  # noqa: E402, F401
 
+# InboxSettingsAdmin (handoff and opt-out keywords per tenant).
+from whatsapp.inbox import admin as inbox_admin  # noqa: E402, F401

@@ -11,6 +11,7 @@ from whatsapp.inbox.webhooks import BaileysOwnerMessage
 urlpatterns = [
     path("admin/inbox/", views.tenants, name="inbox"),
     path("admin/inbox/<str:slug>/", views.conversation_list, name="inbox-list"),
+    path("admin/inbox/<str:slug>/pause-number/", views.pause_number, name="inbox-pause-number"),
     path("admin/inbox/<str:slug>/<int:contact_id>/", views.conversation, name="inbox-conversation"),
     path("admin/inbox/<str:slug>/<int:contact_id>/thread.json", views.conversation_json, name="inbox-thread"),
     path("admin/inbox/<str:slug>/<int:contact_id>/take-over/", views.take_over, name="inbox-take-over"),

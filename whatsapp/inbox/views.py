@@ -19,6 +19,8 @@ from whatsapp.inbox.models import PauseReason
 from whatsapp.inbox.replies import ReplyRefused, send_staff_reply
 from whatsapp.inbox.thread import thread
 from whatsapp.models import Contact, Tenant
+from whatsapp.text import normalize_phone
+from whatsapp.views import PHONE
 
 PERMISSION = "whatsapp.use_inbox"
 
@@ -107,6 +109,21 @@ def reply(request, slug: str, contact_id: int):
         messages.error(request, str(exc))
     if request.headers.get("Accept") == "application/json":
         return JsonResponse({"ok": True})
+    return redirect("inbox-conversation", slug, contact.pk)
+
+
+@require_POST
+@inbox_view
+def pause_number(request, slug: str):
+    """Pause the bot for a number that may not have written yet (its first message then
+    waits for staff)."""
+    tenant = get_object_or_404(Tenant, slug=slug)
+    phone = normalize_phone(request.POST.get("phone", ""))
+    if not PHONE.fullmatch(phone):
+        messages.error(request, "Write the number with its country code, e.g. +15551234567.")
+        return redirect("inbox-list", slug)
+    contact, _ = Contact.objects.get_or_create(tenant=tenant, phone=phone)
+    state.pause(contact, PauseReason.STAFF, by=request.user, note="set before they wrote")
     return redirect("inbox-conversation", slug, contact.pk)
 
 
