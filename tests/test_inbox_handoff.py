@@ -13,7 +13,8 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from tests.conftest import post_twilio, twilio_form, wait_for
+from tests.conftest import wait_for
+from tests.inbox_helpers import PHONE, customer_writes, inbound
 from whatsapp.inbox import state
 from whatsapp.inbox.models import Conversation, ConversationEvent, InboxSettings, PauseReason
 from whatsapp.models import Contact, Direction, Message, Status
@@ -21,16 +22,6 @@ from whatsapp.signatures import sidecar_signature
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PATH = "/webhooks/twilio/acme/"
-PHONE = "+15551234567"
-
-
-def customer_writes(client, body: str) -> None:
-    assert post_twilio(client, PATH, twilio_form(Body=body)).status_code == 200
-
-
-def inbound(body: str) -> Message:
-    return Message.objects.get(direction=Direction.INBOUND, body=body)
 
 
 def post_owner_message(client, payload: dict):

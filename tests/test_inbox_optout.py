@@ -9,23 +9,14 @@ import time
 import pytest
 from django.contrib.auth.models import User
 
-from tests.conftest import post_twilio, twilio_form, wait_for
+from tests.conftest import wait_for
+from tests.inbox_helpers import PHONE, customer_writes, inbound
 from whatsapp.inbox.models import Conversation, ConversationEvent, InboxSettings
 from whatsapp.inbox.replies import ReplyRefused, send_staff_reply
-from whatsapp.models import Contact, DeadLetter, Direction, Message, Status
+from whatsapp.models import Contact, DeadLetter, Status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PATH = "/webhooks/twilio/acme/"
-PHONE = "+15551234567"
-
-
-def customer_writes(client, body: str) -> None:
-    assert post_twilio(client, PATH, twilio_form(Body=body)).status_code == 200
-
-
-def inbound(body: str) -> Message:
-    return Message.objects.get(direction=Direction.INBOUND, body=body)
 
 
 def bodies_sent(twilio) -> list[str]:
