@@ -12,9 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from django.db import transaction
+from django.utils import timezone
+
 from bots.engines.base import Reply
 from whatsapp.inbox import state
+from whatsapp.inbox.hours import is_open
 from whatsapp.inbox.models import Conversation, ConversationEvent, InboxSettings, PauseReason
+from whatsapp.inbox.replies import create_outbound
 from whatsapp.models import Message
 
 BOT = "bot"
@@ -24,7 +29,10 @@ REPLY = "reply"
 
 @dataclass
 class Screen:
-    action: str  # BOT: answer as usual; HOLD: keep for staff; REPLY: send `reply`, then `then()`
+    """BOT: answer as usual; REPLY: answer with `reply` after `then()`; HOLD: keep the
+    messages for staff, sending `reply` first if there is one (the away message)."""
+
+    action: str
     reply: Reply | None = None
     then: Callable[[], object] | None = None
 
@@ -65,7 +73,24 @@ def screen(tenant, contact, batch: list[Message]) -> Screen:
         return Screen(HOLD)
     if rules.handoff_keywords and mentions(batch, rules.handoff_keywords):
         return Screen(REPLY, Reply(rules.handoff_reply, "handoff"), partial(_hand_off, contact))
+    if rules.outside_hours == "away" and not is_open(rules.opening_hours, rules.time_zone, timezone.now()):
+        already_told = conversation is not None and conversation.away_sent_at is not None
+        return Screen(HOLD, None if already_told else Reply(rules.away_message, "away"))
+    if conversation and conversation.away_sent_at:
+        Conversation.objects.filter(pk=conversation.pk).update(away_sent_at=None)  # open again: a new conversation
     return Screen(BOT)
+
+
+def keep_for_staff(contact, batch: list[Message], notice: Reply | None) -> int:
+    """Hold the batch for staff; send the away notice once (the first run to set
+    away_sent_at sends it, under the contact's lock)."""
+    with transaction.atomic():
+        conversation = state._locked(contact)
+        held = state.hold(batch)
+        if notice is not None and conversation.away_sent_at is None:
+            Conversation.objects.filter(pk=conversation.pk).update(away_sent_at=timezone.now())
+            create_outbound(contact, notice.text, notice.engine)
+    return held
 
 
 def _hand_off(contact) -> None:

@@ -52,7 +52,8 @@ def generate_reply(inbound_id: int) -> int | None:
             return None
         screened = handoff.screen(inbound.tenant, inbound.contact, batch)
         if screened.action == handoff.HOLD:
-            log.info("bot paused or contact opted out: %d message(s) wait for staff", hold(batch))
+            held = handoff.keep_for_staff(inbound.contact, batch, screened.reply)
+            log.info("bot paused, contact opted out or business closed: %d message(s) wait for staff", held)
             return None
         if screened.action == handoff.REPLY:
             screened.then()  # the state first: after a STOP nothing else may go out

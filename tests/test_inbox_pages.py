@@ -183,3 +183,17 @@ def test_the_tenant_page_links_to_its_inbox(staff_client, tenant, staff):
     staff.save()
     page = staff_client.get(f"/admin/whatsapp/tenant/{tenant.pk}/change/").content.decode()
     assert 'href="/admin/inbox/acme/"' in page
+
+
+def test_retention_keeps_an_opt_out_and_a_pause_after_the_messages_are_gone(tenant):
+    from whatsapp.retention import purge
+
+    old = timezone.now() - timedelta(days=400)
+    quiet, paused, opted_out = (Contact.objects.create(tenant=tenant, phone=f"+1555000{n}000") for n in (1, 2, 3))
+    state.pause(paused, PauseReason.STAFF)
+    state.set_opted_out(opted_out, True)
+    Contact.objects.update(created_at=old)
+
+    purge()
+
+    assert set(Contact.objects.values_list("pk", flat=True)) == {paused.pk, opted_out.pk}, "only the quiet one goes"

@@ -14,4 +14,5 @@ class InboxSettingsAdmin(admin.ModelAdmin):
         (None, {"fields": ("tenant",)}),
         ("Handoff", {"fields": ("handoff_keywords", "handoff_reply", "resume_after_minutes")}),
         ("Opt-out", {"fields": ("stop_keywords", "start_keywords", "opt_out_reply", "opt_in_reply")}),
+        ("Opening hours", {"fields": ("time_zone", "opening_hours", "outside_hours", "away_message")}),
     )

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from whatsapp.inbox.hours import validate_hours, validate_time_zone
+
 
 class PauseReason(models.TextChoices):
     STAFF = "staff", "Staff took over"
@@ -33,6 +35,8 @@ class Conversation(models.Model):
     last_staff_reply_at = models.DateTimeField(null=True, blank=True)
     # Unread counts: the thread's messages after this.
     staff_read_at = models.DateTimeField(null=True, blank=True)
+    # Outside opening hours the away message goes once; cleared when someone answers.
+    away_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         permissions = [("use_inbox", "Can read conversations, take over from the bot and reply as staff")]
@@ -91,6 +95,19 @@ class InboxSettings(models.Model):
         default="You will not receive any more messages from us. Write START to hear from us again."
     )
     opt_in_reply = models.TextField(default="Welcome back! How can we help you?")
+    # Opening hours (whatsapp.inbox.hours).
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    opening_hours = models.JSONField(
+        default=dict, blank=True, validators=[validate_hours],
+        help_text='e.g. {"mon": "08:00-18:00", "sat": "09:00-13:00"}; a day left out is closed; empty: always open.',
+    )
+    outside_hours = models.CharField(
+        max_length=6, default="answer",
+        choices=[("answer", "The bot answers as usual"), ("away", "Send the away message once; staff answer")],
+    )
+    away_message = models.TextField(
+        default="Thanks for your message! We are closed now and will answer when we open again."
+    )
 
     class Meta:
         verbose_name_plural = "inbox settings"

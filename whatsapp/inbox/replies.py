@@ -69,20 +69,27 @@ def send_staff_reply(contact: Contact, author, body: str) -> Message:
             raise ReplyRefused("The customer opted out: nothing can be sent until they write START.")
         if not conversation.bot_paused:
             state.pause(contact, PauseReason.STAFF, by=author, note=f"{author} replied")
-        reply = Message.objects.create(
-            tenant=contact.tenant, contact=contact, body=body, author=author, engine="staff",
-            **new_outbound_fields(),
-        )
+        reply = create_outbound(contact, body, "staff", author=author)
         Message.objects.filter(
             contact=contact, direction=Direction.INBOUND, status__in=[Status.WAITING, Status.RECEIVED]
         ).update(status=Status.ANSWERED, updated_at=timezone.now())
         conversation.refresh_from_db()
         conversation.last_staff_reply_at = timezone.now()
         conversation.needs_human = False
-        conversation.save(update_fields=["last_staff_reply_at", "needs_human"])
-        reply_id = reply.pk
-        transaction.on_commit(lambda: _enqueue_send(reply_id))
+        conversation.away_sent_at = None
+        conversation.save(update_fields=["last_staff_reply_at", "needs_human", "away_sent_at"])
     return reply
+
+
+def create_outbound(contact: Contact, body: str, engine: str, author=None) -> Message:
+    """A message to the customer that answers no message of theirs in particular (a staff
+    reply, the away message), sent after commit by the ordinary send task."""
+    message = Message.objects.create(
+        tenant=contact.tenant, contact=contact, body=body, author=author, engine=engine, **new_outbound_fields()
+    )
+    message_id = message.pk
+    transaction.on_commit(lambda: _enqueue_send(message_id))
+    return message
 
 
 def _enqueue_send(message_id: int) -> None:
