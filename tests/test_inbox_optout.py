@@ -8,12 +8,13 @@ import time
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from tests.conftest import wait_for
 from tests.inbox_helpers import PHONE, customer_writes, inbound
 from whatsapp.inbox.models import Conversation, ConversationEvent, InboxSettings
 from whatsapp.inbox.replies import ReplyRefused, send_staff_reply
-from whatsapp.models import Contact, DeadLetter, Status
+from whatsapp.models import Contact, DeadLetter, Message, Status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -70,3 +71,21 @@ def test_twilio_21610_marks_the_customer_opted_out(client, tenant, twilio, start
     customer_writes(client, "are you there?")
     wait_for(lambda: inbound("are you there?").status == Status.WAITING, 20, message="kept, not answered")
     assert twilio.requests == 1, "nothing else was tried"
+
+
+def test_a_reply_queued_before_the_stop_is_not_sent_after_it(tenant, twilio, start_worker):
+    from whatsapp import delivery
+    from whatsapp.inbox import state
+    from whatsapp.tasks import send_message
+
+    contact = Contact.objects.create(tenant=tenant, phone=PHONE, last_twilio_inbound_at=timezone.now())
+    queued = Message.objects.create(tenant=tenant, contact=contact, body="Our offers this week...", engine="rules",
+                                    **delivery.new_outbound_fields())
+    state.set_opted_out(contact, True)
+    start_worker(queues="send")
+
+    send_message.delay(queued.pk)
+
+    letter = wait_for(lambda: DeadLetter.objects.filter(message=queued).first(), 20, message="the blocked reply")
+    assert "opted out" in letter.last_error
+    assert twilio.requests == 0

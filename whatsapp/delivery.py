@@ -29,7 +29,7 @@ from project.logging import log_context
 from whatsapp import metrics
 from whatsapp.answer_parts import answer_parts, edited_fields, part_key, sent_and_unsent
 from whatsapp.breakers import BreakerOpen, call_through_breaker
-from whatsapp.inbox.optout import note_permanent_refusal
+from whatsapp.inbox.optout import OPTED_OUT_ERROR, blocked_by_opt_out, note_permanent_refusal
 from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, Provider, Status
 from whatsapp.pacing import PACED
 from whatsapp.providers import get_provider
@@ -124,6 +124,8 @@ def _deliver_claimed(message: Message) -> Decision:
     now = timezone.now()
     if message.deadline_at and now > message.deadline_at:
         return _dead(message, DeadLetter.Reason.DEADLINE, message.last_error or "delivery deadline passed")
+    if blocked_by_opt_out(message):
+        return _dead(message, DeadLetter.Reason.PERMANENT, OPTED_OUT_ERROR)
     providers = providers_left(message)
     if not providers:
         failed = _cycle_attempts(message).filter(outcome=Outcome.FAILED).order_by("-started_at").first()

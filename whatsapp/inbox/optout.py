@@ -11,6 +11,16 @@ from whatsapp.inbox import state
 log = logging.getLogger("whatsapp.inbox")
 
 UNSUBSCRIBED_CODES = {"21610"}
+OPTED_OUT_ERROR = "the customer opted out (STOP): nothing is sent until they write START"
+
+
+def blocked_by_opt_out(message) -> bool:
+    """A reply queued before the customer's STOP, or requeued from dead letters since,
+    must not go out; only the opt-out confirmation itself does."""
+    from whatsapp.inbox.models import Conversation
+
+    return message.engine != "opt_out" and Conversation.objects.filter(
+        contact_id=message.contact_id, opted_out=True).exists()
 
 
 def note_permanent_refusal(message, code: str) -> None:
