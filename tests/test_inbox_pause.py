@@ -149,3 +149,21 @@ def time_now():
     from django.utils import timezone
 
     return timezone.now()
+
+
+def test_a_take_over_while_the_bot_is_thinking_drops_the_bots_answer(
+    client, tenant, twilio, llm, start_worker, staff
+):
+    llm.delay_seconds = 3  # the model is slow: staff take over meanwhile
+    start_worker(BOT_ENGINE="llm", LLM_BASE_URL=llm.base_url, LLM_API_KEY="sk-test", LLM_TIMEOUT=10,
+                 LLM_DEADLINE=20)
+    customer_writes(client, "is the shop open on Sunday?")
+    wait_for(lambda: llm.bodies(), 20, message="the question at the model")
+
+    state.pause(Contact.objects.get(phone=PHONE), PauseReason.STAFF, by=staff)
+
+    wait_for(lambda: inbound("is the shop open on Sunday?").status == Status.WAITING, 20,
+             message="the question held for staff once the answer came back")
+    time.sleep(1)
+    assert twilio.sent_to(PHONE) == []
+    assert not Message.objects.filter(direction=Direction.OUTBOUND).exists()
