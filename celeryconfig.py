@@ -35,10 +35,11 @@ task_routes = {
     # The lifecycle worker owns the sidecar, so it also collects what the sidecar kept.
     "whatsapp.tasks.collect_rejected_inbound": {"queue": "baileys"},
     "whatsapp.lifecycle.*": {"queue": "baileys"},
+    "whatsapp.inbox.resume_idle": {"queue": "default"},
 }
 # Not found by autodiscovery (which imports only <app>.tasks); also connects the signals
 # by which the `baileys` worker takes the lifecycle lease and runs the sidecar.
-imports = ["whatsapp.lifecycle", "whatsapp.media.tasks"]
+imports = ["whatsapp.lifecycle", "whatsapp.media.tasks", "whatsapp.inbox.tasks"]
 
 # Ack after the task finishes, not when it starts: a worker that dies mid-task leaves
 # the message on the broker to be redelivered (every task is idempotent for this).
@@ -99,5 +100,10 @@ beat_schedule = {
         "schedule": timedelta(seconds=settings.RETENTION_INTERVAL_SECONDS),
         # One run at a time is enough: a late one is dropped, the next one catches up.
         "options": {"expires": settings.RETENTION_INTERVAL_SECONDS},
+    },
+    "inbox-resume-idle": {
+        "task": "whatsapp.inbox.resume_idle",
+        "schedule": timedelta(seconds=settings.INBOX_RESUME_INTERVAL_SECONDS),
+        "options": {"expires": settings.INBOX_RESUME_INTERVAL_SECONDS},
     },
 }

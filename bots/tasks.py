@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from bots import handoff
 from bots.dispatch import debounce_seconds, newer_pending
 from bots.engines import get_engine
 from bots.engines.base import Reply
@@ -28,6 +29,7 @@ from bots.media_content import readable, sees_images
 from bots.memory import conversation_before
 from project.logging import log_context
 from whatsapp.delivery import new_outbound_fields
+from whatsapp.inbox.state import bot_held, hold
 from whatsapp.media.tasks import media_waiting
 from whatsapp.models import Contact, Direction, Message, Status
 
@@ -53,6 +55,14 @@ def generate_reply(inbound_id: int) -> int | None:
         if media_waiting(batch):
             log.info("media not ready yet; the media task hands the conversation over when it is")
             return None
+        screened = handoff.screen(inbound.tenant, inbound.contact, batch)
+        if screened.action == handoff.HOLD:
+            held = handoff.keep_for_staff(inbound.contact, batch, screened.reply)
+            log.info("bot paused, contact opted out or business closed: %d message(s) wait for staff", held)
+            return None
+        if screened.action == handoff.REPLY:
+            screened.then()  # the state first: after a STOP nothing else may go out
+            return store_reply(batch, screened.reply, 0, hold_if_paused=False)
         reply, latency_ms = build_reply(inbound.tenant, batch)
         return store_reply(batch, reply, latency_ms)
 
@@ -107,14 +117,18 @@ def answer_with_fallback(engine_name: str, tenant, batch: list[Message],
         return Reply(RulesEngine().reply(tenant, batch, history).text, "fallback"), str(exc) or type(exc).__name__
 
 
-def store_reply(batch: list[Message], reply: Reply, latency_ms: int) -> int | None:
-    """Store one outbound answer for the batch, unless another run answered any of it."""
+def store_reply(batch: list[Message], reply: Reply, latency_ms: int, hold_if_paused: bool = True) -> int | None:
+    """Store one outbound answer for the batch, unless another run answered any of it, or
+    staff paused the bot (or the customer opted out) while it was being generated."""
     latest = batch[-1]
     outbound = None
     try:
         with transaction.atomic():
             # One writer per conversation at a time (SQLite locks the whole database anyway).
             Contact.objects.select_for_update().filter(pk=latest.contact_id).first()
+            if hold_if_paused and bot_held(latest.contact_id):
+                log.info("bot paused meanwhile: answer dropped, %d message(s) wait for staff", hold(batch))
+                return None
             claimed = Message.objects.filter(pk__in=[m.pk for m in batch], status=Status.RECEIVED).update(
                 status=Status.ANSWERED, updated_at=timezone.now()
             )

@@ -179,6 +179,8 @@ RETENTION_DAYS = env.int("RETENTION_DAYS", default=90)
 if RETENTION_DAYS < 1:
     raise ImproperlyConfigured("RETENTION_DAYS must be at least 1")
 RETENTION_INTERVAL_SECONDS = env.float("RETENTION_INTERVAL_SECONDS", default=3600.0)
+# How often paused conversations are checked for the tenant's idle time (whatsapp.inbox).
+INBOX_RESUME_INTERVAL_SECONDS = env.float("INBOX_RESUME_INTERVAL_SECONDS", default=60.0)
 # One run deletes in batches of this many messages, each its own short transaction, and
 # stops after RETENTION_MAX_SECONDS; the next run goes on where it stopped.
 RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)

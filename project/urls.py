@@ -10,6 +10,7 @@ admin.site.site_url = reverse_lazy("ops-dashboard")
 urlpatterns = [
     # /healthz, /readyz, /metrics and the staff dashboard (before the admin catch-all).
     path("", include("whatsapp.ops.urls")),
+    path("", include("whatsapp.inbox.urls")),
     path("admin/", admin.site.urls),
     path("webhooks/twilio/<str:tenant>/", views.TwilioInbound.as_view(), name="twilio-inbound"),
     path("webhooks/twilio/<str:tenant>/status/", views.TwilioStatus.as_view(), name="twilio-status"),

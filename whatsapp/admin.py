@@ -434,4 +434,7 @@ def question_text(dl: DeadLetter) -> str:
 # SessionStateAdmin (the Sessions page with the QR code and lifecycle buttons).
 # The media list and its staff-only file view (built on RecordAdmin above).
 from whatsapp import admin_sessions  # noqa: E402, F401
+
+# InboxSettingsAdmin (handoff and opt-out keywords per tenant).
+from whatsapp.inbox import admin as inbox_admin  # noqa: E402, F401
 from whatsapp.media import admin as media_admin  # noqa: E402, F401

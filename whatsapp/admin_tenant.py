@@ -35,6 +35,7 @@ def connect_context(request, tenant: Tenant) -> dict:
         ("Messages", reverse("admin:whatsapp_message_changelist") + f"?tenant__id__exact={tenant.pk}",
          "whatsapp.view_message"),
         ("Bot rules", reverse("admin:bots_rule_changelist") + f"?tenant__id__exact={tenant.pk}", "bots.view_rule"),
+        ("Inbox", reverse("inbox-list", args=[tenant.slug]), "whatsapp.use_inbox"),
     ]
     return {
         "inbound_url": inbound,

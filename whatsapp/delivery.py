@@ -29,6 +29,7 @@ from project.logging import log_context
 from whatsapp import metrics
 from whatsapp.answer_parts import answer_parts, edited_fields, part_key, sent_and_unsent
 from whatsapp.breakers import BreakerOpen, call_through_breaker
+from whatsapp.inbox.optout import OPTED_OUT_ERROR, blocked_by_opt_out, note_permanent_refusal
 from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, Provider, Status
 from whatsapp.pacing import PACED
 from whatsapp.providers import get_provider
@@ -123,6 +124,8 @@ def _deliver_claimed(message: Message) -> Decision:
     now = timezone.now()
     if message.deadline_at and now > message.deadline_at:
         return _dead(message, DeadLetter.Reason.DEADLINE, message.last_error or "delivery deadline passed")
+    if blocked_by_opt_out(message):
+        return _dead(message, DeadLetter.Reason.PERMANENT, OPTED_OUT_ERROR)
     providers = providers_left(message)
     if not providers:
         failed = _cycle_attempts(message).filter(outcome=Outcome.FAILED).order_by("-started_at").first()
@@ -230,6 +233,7 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
                     return _ProviderResult("next", DeadLetter.Reason.UNDELIVERED, attempt.error)
                 # Certainly not sent: an ordinary transient failure.
             if exc.permanent:
+                note_permanent_refusal(message, exc.code)  # 21610: the customer opted out
                 if exc.code == WINDOW_CLOSED_CODE and provider.name == Provider.TWILIO and not template:
                     if message.tenant.twilio_template_sid:
                         template = message.tenant.twilio_template_sid

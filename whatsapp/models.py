@@ -143,6 +143,8 @@ class Status(models.TextChoices):
     # inbound
     RECEIVED = "received", "Received"
     ANSWERED = "answered", "Answered"
+    # The bot is paused for the contact (whatsapp.inbox) or they opted out: staff answer.
+    WAITING = "waiting", "Waiting for staff"
     # outbound
     QUEUED = "queued", "Queued"
     SENDING = "sending", "Sending"
@@ -158,7 +160,9 @@ class Status(models.TextChoices):
 # Explicit allowed transitions. Anything else is refused (see Message.can_move_to).
 TRANSITIONS: dict[str, set[str]] = {
     # Discarded: staff dropped an inbound dead letter (nobody answers it).
-    Status.RECEIVED: {Status.ANSWERED, Status.DISCARDED},
+    Status.RECEIVED: {Status.ANSWERED, Status.DISCARDED, Status.WAITING},
+    # Answered by a staff reply, or handed back to the bot when it resumes.
+    Status.WAITING: {Status.ANSWERED, Status.RECEIVED, Status.DISCARDED},
     Status.ANSWERED: set(),
     Status.QUEUED: {Status.SENDING, Status.DEAD, Status.DISCARDED},
     # Back to queued: a retry or a lost worker; sent: a provider accepted every part.
@@ -197,6 +201,10 @@ class Message(models.Model):
     # Reply generation (outbound).
     engine = models.CharField(max_length=20, blank=True)
     engine_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # A staff reply from the inbox (whatsapp.inbox): who wrote it. Empty for the bot's.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Delivery bookkeeping (outbound).
     attempt_count = models.PositiveIntegerField(default=0)
     parts_sent = models.PositiveIntegerField(default=0, help_text="Parts of a split answer already accepted.")
@@ -434,4 +442,6 @@ class ErasureLog(models.Model):
 
 
 # In its own module (whatsapp.media); imported here so that Django registers it.
+# The inbox's models live in their own module; importing them here registers them.
+from whatsapp.inbox.models import Conversation, ConversationEvent, InboxSettings  # noqa: E402, F401
 from whatsapp.media.models import MediaFile  # noqa: E402,F401

@@ -61,7 +61,10 @@ def expired_dead_letters(tenant: Tenant, cutoff: datetime) -> QuerySet[DeadLette
 def expired_contacts(tenant: Tenant, cutoff: datetime) -> QuerySet[Contact]:
     return Contact.objects.filter(tenant=tenant, created_at__lt=cutoff).exclude(
         Exists(Message.objects.filter(contact=OuterRef("pk")))
-    ).filter(Q(last_twilio_inbound_at__isnull=True) | Q(last_twilio_inbound_at__lt=cutoff))
+    ).filter(Q(last_twilio_inbound_at__isnull=True) | Q(last_twilio_inbound_at__lt=cutoff)).exclude(
+        # A pause staff set, or the customer's opt-out, must outlive the messages (whatsapp.inbox).
+        Q(conversation__bot_paused=True) | Q(conversation__opted_out=True)
+    )
 
 
 def purge(

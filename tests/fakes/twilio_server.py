@@ -79,6 +79,9 @@ class Faults:
     hang_all: bool = False
     hang_seconds: float = 30.0
     invalid_numbers: set[str] = field(default_factory=set)  # E.164 numbers that get 21211
+    # E.164 numbers that replied STOP to the sender: 21610 "Attempt to send to unsubscribed
+    # recipient" (https://www.twilio.com/docs/api/errors/21610), for text and templates alike.
+    unsubscribed: set[str] = field(default_factory=set)
     window_closed: set[str] = field(default_factory=set)  # numbers that get 63016 for free-form text
     delay_seconds: float = 0.0
     error_rate: float = 0.0  # share of sends answered 503 (chaos runs)
@@ -182,6 +185,8 @@ class FakeTwilio(FakeServer):
                 return "error", (503, 20503)
             if to in f.invalid_numbers:
                 return "error", (400, 21211)
+            if to in f.unsubscribed:
+                return "error", (400, 21610)
             if to in f.window_closed and "ContentSid" not in form:
                 return "error", (400, 63016)
             if f.accept_then_hang_next > 0:
@@ -443,7 +448,7 @@ class FakeTwilio(FakeServer):
                     spec = json.loads(raw or b"{}")
                     with fake.lock:
                         for key, value in spec.items():
-                            if key in {"invalid_numbers", "window_closed"}:
+                            if key in {"invalid_numbers", "window_closed", "unsubscribed"}:
                                 value = set(value)
                             if key == "errors":
                                 value = [tuple(e) if e is not None else None for e in value]

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('whatsapp', '0011_dead_letter_reasons_of_both_kinds'),
+        ('whatsapp', '0012_inbox_handoff'),
     ]
 
     operations = [

@@ -25,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from whatsapp.inbox.metrics import InboxCollector
 from whatsapp.ops import access
 from whatsapp.ops.collectors import FAMILIES, PipelineCollector
 
@@ -46,6 +47,7 @@ def render_metrics() -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ProcessMetrics())
     registry.register(PipelineCollector())
+    registry.register(InboxCollector())
     return generate_latest(registry)
 
 

@@ -1,0 +1,87 @@
+"""A conversation as the inbox shows it: customer messages, bot and staff replies with
+their delivery ticks, dead letters in place, and system events, oldest first. The page
+renders this list (as JSON) and polls it for changes."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from whatsapp.inbox.models import Conversation, ConversationEvent
+from whatsapp.inbox.replies import twilio_window
+from whatsapp.models import Contact, DeadLetter, Direction, Message, Status
+
+# WhatsApp's ticks: one grey (sent), two grey (delivered), two blue (read).
+TICKS = {
+    Status.QUEUED: "pending", Status.SENDING: "pending", Status.SENT: "sent", Status.DELIVERED: "delivered",
+    Status.READ: "read", Status.FAILED: "failed", Status.UNDELIVERED: "failed", Status.DEAD: "failed",
+    Status.DISCARDED: "failed",
+}
+
+
+def _author(message: Message) -> str:
+    if message.author_id:
+        return message.author.get_full_name() or message.author.get_username()
+    if message.engine == "phone":
+        return "Owner (from the phone)"
+    return f"Bot ({message.engine or 'bot'})"
+
+
+def _message_item(message: Message, letters: dict[int, DeadLetter]) -> dict:
+    item = {
+        "type": "in" if message.direction == Direction.INBOUND else "out",
+        "key": f"m{message.pk}",
+        "at": message.created_at.isoformat(),
+        "body": message.body if message.media_type == "text" else f"[{message.media_type}] {message.body}".strip(),
+        "status": message.status,
+        "status_label": message.get_status_display(),
+    }
+    if message.direction == Direction.OUTBOUND:
+        item.update(author=_author(message), staff=bool(message.author_id), provider=message.provider,
+                    engine=message.engine, ticks=TICKS.get(message.status, ""))
+    letter = letters.get(message.pk)
+    if letter is not None:
+        item["dead_letter"] = {
+            "reason": letter.get_reason_display(),
+            "url": reverse("admin:whatsapp_deadletter_change", args=[letter.pk]),
+        }
+    return item
+
+
+def _event_item(event: ConversationEvent) -> dict:
+    who = (event.by.get_full_name() or event.by.get_username()) if event.by_id else ""
+    text = event.get_kind_display() + (f" by {who}" if who else "") + (f": {event.note}" if event.note else "")
+    return {"type": "event", "key": f"e{event.pk}", "at": event.at.isoformat(), "body": text}
+
+
+def thread(contact: Contact, limit: int = 200) -> dict:
+    messages = list(
+        Message.objects.filter(contact=contact).select_related("author").order_by("-created_at", "-pk")[:limit]
+    )
+    letters = {
+        dl.message_id: dl
+        for dl in DeadLetter.objects.filter(message__in=messages, resolved_at__isnull=True)
+    }
+    items = [_message_item(m, letters) for m in messages]
+    since = messages[-1].created_at if len(messages) == limit else None
+    events = ConversationEvent.objects.filter(contact=contact).select_related("by")
+    if since:
+        events = events.filter(at__gte=since)
+    items += [_event_item(e) for e in events]
+    items.sort(key=lambda i: i["at"])
+    conversation = Conversation.objects.filter(contact=contact).first()
+    window = twilio_window(contact)
+    return {
+        "items": items,
+        "state": {
+            "paused": bool(conversation and conversation.bot_paused),
+            "paused_why": conversation.get_paused_why_display() if conversation and conversation.bot_paused else "",
+            "needs_human": bool(conversation and conversation.needs_human),
+            "opted_out": bool(conversation and conversation.opted_out),
+        },
+        "window": {
+            "applies": window.applies,
+            "open": window.open,
+            "closes_at": window.closes_at.isoformat() if window.closes_at else None,
+            "template_sid": window.template_sid,
+        },
+    }

@@ -1,0 +1,17 @@
+"""POST /webhooks/baileys/<tenant>/owner/: the sidecar forwards a message the owner sent
+from the phone (fromMe, not sent by this system). Signed and shaped like the inbound
+webhook, where `from`/`fromJid` name the chat, i.e. the customer written to."""
+
+from __future__ import annotations
+
+from rest_framework import status
+from rest_framework.response import Response
+
+from whatsapp.inbox.owner import owner_wrote
+from whatsapp.views import SidecarWebhook, sidecar_inbound
+
+
+class BaileysOwnerMessage(SidecarWebhook):
+    def handle(self, request, tenant):
+        recorded = owner_wrote(sidecar_inbound(tenant, self.payload(request)))
+        return Response({"ok": True, "paused": recorded}, status=status.HTTP_200_OK)
