@@ -25,14 +25,26 @@ task_queues = [
     Queue("send"),  # provider calls
     Queue("baileys"),  # reserved for the single lifecycle worker that owns the sidecar
 ]
+# Task names are FROZEN: every task carries an explicit name= (its original dotted
+# path), because that name is the wire format of tasks already queued in Redis. Routes
+# match these names, never module paths, so moving a module can not re-route a task.
+# A new task gets a new name here; an old name is never changed.
+# tests/test_task_names.py holds the list.
 task_routes = {
-    "bots.tasks.*": {"queue": "ai"},
+    "bots.tasks.generate_reply": {"queue": "ai"},
+    "bots.tasks.answer_trial": {"queue": "ai"},
     "whatsapp.tasks.send_message": {"queue": "send"},
-    "whatsapp.tasks.reconcile_*": {"queue": "default"},
+    "whatsapp.tasks.reconcile_outbound": {"queue": "default"},
     "whatsapp.tasks.purge_expired": {"queue": "default"},
     # The lifecycle worker owns the sidecar, so it also collects what the sidecar kept.
     "whatsapp.tasks.collect_rejected_inbound": {"queue": "baileys"},
-    "whatsapp.lifecycle.*": {"queue": "baileys"},
+    "whatsapp.lifecycle.start": {"queue": "baileys"},
+    "whatsapp.lifecycle.stop": {"queue": "baileys"},
+    "whatsapp.lifecycle.logout": {"queue": "baileys"},
+    "whatsapp.lifecycle.restart": {"queue": "baileys"},
+    "whatsapp.lifecycle.simulate_scan": {"queue": "baileys"},
+    "whatsapp.lifecycle.health_check": {"queue": "baileys"},
+    "whatsapp.lifecycle.check_session": {"queue": "baileys"},
 }
 # Not found by autodiscovery (which imports only <app>.tasks); also connects the signals
 # by which the `baileys` worker takes the lifecycle lease and runs the sidecar.

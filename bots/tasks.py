@@ -32,7 +32,7 @@ from whatsapp.models import Contact, Direction, Message, Status
 log = logging.getLogger("bots.reply")
 
 
-@shared_task(acks_late=True)
+@shared_task(name="bots.tasks.generate_reply", acks_late=True)
 def generate_reply(inbound_id: int) -> int | None:
     inbound = Message.objects.select_related("tenant", "contact").filter(pk=inbound_id).first()
     if inbound is None or inbound.direction != Direction.INBOUND:
@@ -52,7 +52,7 @@ def generate_reply(inbound_id: int) -> int | None:
         return store_reply(batch, reply, latency_ms)
 
 
-@shared_task
+@shared_task(name="bots.tasks.answer_trial")
 def answer_trial(token: str, tenant_id: int, engine_name: str) -> None:
     """A staff member's test question from the admin (bots.trial): on this queue so that
     a slow model holds a worker slot here, never a web worker."""

@@ -18,7 +18,7 @@ from whatsapp.models import Direction, Message, Status
 log = logging.getLogger("whatsapp.tasks")
 
 
-@shared_task(bind=True, max_retries=None, acks_late=True)
+@shared_task(name="whatsapp.tasks.send_message", bind=True, max_retries=None, acks_late=True)
 def send_message(self, message_id: int) -> None:
     decision = delivery.deliver(message_id)
     if decision.retry_in is not None:
@@ -30,7 +30,7 @@ def send_message(self, message_id: int) -> None:
             raise self.retry(countdown=decision.retry_in)
 
 
-@shared_task(acks_late=True)
+@shared_task(name="whatsapp.tasks.reconcile_outbound", acks_late=True)
 def reconcile_outbound() -> dict:
     """The database is the source of truth: re-drive every outbound message whose task
     was lost (a SIGKILLed worker, a flushed or restarted Redis) and every inbound message
@@ -74,7 +74,7 @@ def _redrive(queryset, task, now, limit: int = 500) -> int:
     return len(ids)
 
 
-@shared_task(acks_late=True)
+@shared_task(name="whatsapp.tasks.purge_expired", acks_late=True)
 def purge_expired() -> dict:
     """Retention (whatsapp.retention): delete what is older than each tenant's window, in
     small batches within a bounded time; idempotent, so a redelivered run is harmless."""
@@ -83,7 +83,7 @@ def purge_expired() -> dict:
     return purge()
 
 
-@shared_task(acks_late=True)
+@shared_task(name="whatsapp.tasks.collect_rejected_inbound", acks_late=True)
 def collect_rejected_inbound() -> dict:
     """File the inbound messages Django refused and the sidecar kept as dead letters
     (whatsapp.rejected_inbound). A sidecar that is down is tried again next time."""
