@@ -48,7 +48,7 @@ task_routes = {
 }
 # Not found by autodiscovery (which imports only <app>.tasks); also connects the signals
 # by which the `baileys` worker takes the lifecycle lease and runs the sidecar.
-imports = ["whatsapp.lifecycle"]
+imports = ["whatsapp.sessions.lifecycle"]
 
 # Ack after the task finishes, not when it starts: a worker that dies mid-task leaves
 # the message on the broker to be redelivered (every task is idempotent for this).
@@ -63,7 +63,7 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     # An unacked task (also one waiting on a countdown) is redelivered after this; every
-    # retry countdown is capped well below it (see whatsapp.delivery.backoff_countdown).
+    # retry countdown is capped well below it (see whatsapp.outbound.delivery.backoff_countdown).
     "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT,
     # A Redis that does not answer (dropped packets, a half-open connection) would hold a
     # publish, and with it the webhook that stored the message, until gunicorn kills the

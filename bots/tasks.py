@@ -26,8 +26,8 @@ from bots.engines.base import Reply
 from bots.engines.rules import RulesEngine, fallback_text
 from bots.memory import conversation_before
 from project.logging import log_context
-from whatsapp.delivery import new_outbound_fields
 from whatsapp.models import Contact, Direction, Message, Status
+from whatsapp.outbound.delivery import new_outbound_fields
 
 log = logging.getLogger("bots.reply")
 
@@ -164,7 +164,7 @@ def _ensure_reply_enqueued(inbound: Message) -> None:
 
 
 def _enqueue_send(outbound_id: int) -> None:
-    from whatsapp.tasks import send_message
+    from whatsapp.outbound.tasks import send_message
 
     try:
         send_message.delay(outbound_id)

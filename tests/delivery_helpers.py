@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from whatsapp import delivery
 from whatsapp.models import Contact, Direction, Message, Status
+from whatsapp.outbound import delivery
 
 
 def make_reply(tenant, body: str = "Thanks, we are open until 18:00.", phone: str = "+15551234567",

@@ -14,9 +14,9 @@ import pytest
 
 from bots.models import Rule
 from tests.conftest import post_twilio, twilio_form, wait_for
-from whatsapp import lifecycle
-from whatsapp.delivery import new_outbound_fields
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Direction, Message, SessionState, Status
+from whatsapp.outbound.delivery import new_outbound_fields
+from whatsapp.sessions import lifecycle
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 # The fixtures sandbox, live_django and lifecycle_worker.
@@ -163,7 +163,7 @@ def test_a_restart_waits_until_the_session_has_finished_sending(
     contact = Contact.objects.create(tenant=baileys_tenant, phone="+15551230000")
     reply = Message.objects.create(tenant=baileys_tenant, contact=contact, body="your order is ready",
                                    **new_outbound_fields())
-    from whatsapp.tasks import send_message
+    from whatsapp.outbound.tasks import send_message
 
     send_message.delay(reply.pk)
     wait_for(lambda: sandbox.http.get(f"{sandbox.base}/sessions/acme/sending-status", timeout=2).json()["isSending"],
@@ -187,7 +187,7 @@ def test_pacing_delays_a_burst_of_replies_but_loses_none(baileys_tenant, sandbox
     # Four concurrent senders; a send waits at most 1.5 s in place, later ones are retried at their slot.
     start_worker(queues="send", concurrency=4, BAILEYS_PACING_MAX_WAIT=1.5)
     connect("acme")
-    from whatsapp.tasks import send_message
+    from whatsapp.outbound.tasks import send_message
 
     ids = []
     for n in range(6):

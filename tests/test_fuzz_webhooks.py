@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import twilio_form, twilio_signature
-from whatsapp.delivery import new_outbound_fields
+from whatsapp.inbound.signatures import sidecar_signature
 from whatsapp.models import Contact, Message, Provider, Status
-from whatsapp.signatures import sidecar_signature
+from whatsapp.outbound.delivery import new_outbound_fields
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +101,7 @@ class Probe:
 def _quiet_refusals():
     """Thousands of refusals are logged at WARNING; keep only errors (a 500's traceback)."""
     loggers = [logging.getLogger(name) for name in ("django.request", "whatsapp.webhooks", "whatsapp.inbound",
-                                                    "whatsapp.receipts")]
+                                                    "whatsapp.inbound.receipts")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)

@@ -17,13 +17,13 @@ from django.views.decorators.debug import sensitive_post_parameters
 from bots.admin_views import BotTestAdminMixin
 from bots.llm_url import BlockedURL, validate_tenant_llm_url
 from project.encryption import secret_is_set
-from whatsapp import delivery
 from whatsapp.admin_privacy import ContactErasureMixin
 from whatsapp.admin_tenant import TenantConnectAdminMixin
-from whatsapp.answer_parts import sent_and_unsent
-from whatsapp.dead_letter_reasons import PROVIDER_CODES, explain
-from whatsapp.inbound_dead_letters import answer_now, store_and_answer
+from whatsapp.inbound.dead_letters import answer_now, store_and_answer
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenant
+from whatsapp.outbound import delivery
+from whatsapp.outbound.answer_parts import sent_and_unsent
+from whatsapp.outbound.dead_letter_reasons import PROVIDER_CODES, explain
 
 
 class TenantForm(forms.ModelForm):
@@ -430,5 +430,5 @@ def question_text(dl: DeadLetter) -> str:
 
 
 # SessionStateAdmin (the Sessions page with the QR code and lifecycle buttons).
-from whatsapp import admin_sessions  # noqa: E402, F401
+from whatsapp.sessions import admin as admin_sessions  # noqa: E402, F401
 

@@ -11,7 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from project.encryption import EncryptedTextField
-from whatsapp.session_policy import STOP_REASONS
+from whatsapp.sessions.policy import STOP_REASONS
 
 E164 = RegexValidator(r"^\+[1-9]\d{6,14}$", "Use E.164 format: + and country code, e.g. +15551234567")
 SLUG = RegexValidator(r"^[a-z0-9][a-z0-9_-]{0,62}$", "Lowercase letters, digits, - and _")
@@ -158,7 +158,7 @@ TRANSITIONS: dict[str, set[str]] = {
     # Receipts do not move a message that is still sending (more parts may follow).
     Status.SENDING: {Status.QUEUED, Status.SENT, Status.DEAD},
     # A failure receipt after acceptance: queued again for the next provider, or a dead
-    # letter with the provider's reason when none is left (whatsapp.receipts).
+    # letter with the provider's reason when none is left (whatsapp.inbound.receipts).
     Status.SENT: {Status.DELIVERED, Status.READ, Status.FAILED, Status.UNDELIVERED, Status.QUEUED, Status.DEAD},
     Status.DELIVERED: {Status.READ, Status.FAILED},
     Status.READ: set(),

@@ -1,5 +1,8 @@
-"""Celery tasks of the whatsapp app. Each takes only a row id: the database holds the
-state, so a redelivered or duplicated task is harmless."""
+"""Celery tasks of the whatsapp app that span its rooms (the reconciler, retention), and
+the module Celery's autodiscovery imports: it imports the rooms' task modules too, so a
+worker registers every task. Task names are frozen (celeryconfig.py). Each task takes
+only a row id: the database holds the state, so a redelivered or duplicated task is
+harmless."""
 
 from __future__ import annotations
 
@@ -12,22 +15,11 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from whatsapp import delivery
+from whatsapp.inbound.tasks import collect_rejected_inbound  # noqa: F401 - registers the task
 from whatsapp.models import Direction, Message, Status
+from whatsapp.outbound.tasks import send_message
 
 log = logging.getLogger("whatsapp.tasks")
-
-
-@shared_task(name="whatsapp.tasks.send_message", bind=True, max_retries=None, acks_late=True)
-def send_message(self, message_id: int) -> None:
-    decision = delivery.deliver(message_id)
-    if decision.retry_in is not None:
-        # Celery's own retry; the policy counts attempts in the database. A countdown
-        # longer than the broker's visibility timeout would be delivered twice, so a long
-        # wait (a far pacing slot, a Retry-After) is left to the database: the message
-        # keeps its next_attempt_at and the reconciler re-drives it when it is due.
-        if decision.retry_in <= settings.CELERY_VISIBILITY_TIMEOUT / 4:
-            raise self.retry(countdown=decision.retry_in)
 
 
 @shared_task(name="whatsapp.tasks.reconcile_outbound", acks_late=True)
@@ -39,7 +31,7 @@ def reconcile_outbound() -> dict:
     each message is re-driven at most once per grace period, so a backlog is not
     multiplied by the reconciler."""
     from bots.tasks import generate_reply
-    from whatsapp.inbound_dead_letters import answer_deadline, close_answered_meanwhile, file_unanswered
+    from whatsapp.inbound.dead_letters import answer_deadline, close_answered_meanwhile, file_unanswered
 
     now = timezone.now()
     grace = timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
@@ -81,19 +73,3 @@ def purge_expired() -> dict:
     from whatsapp.retention import purge
 
     return purge()
-
-
-@shared_task(name="whatsapp.tasks.collect_rejected_inbound", acks_late=True)
-def collect_rejected_inbound() -> dict:
-    """File the inbound messages Django refused and the sidecar kept as dead letters
-    (whatsapp.rejected_inbound). A sidecar that is down is tried again next time."""
-    from whatsapp.rejected_inbound import RejectedInboxUnavailable, collect
-
-    try:
-        counts = collect()
-    except RejectedInboxUnavailable as exc:
-        log.info("refused inbound messages not collected this time: %s", exc)
-        return {}
-    if any(counts.values()):
-        log.warning("collected refused inbound messages: %s", counts)
-    return counts

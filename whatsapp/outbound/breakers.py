@@ -11,7 +11,7 @@ import pybreaker
 import redis
 from django.conf import settings
 
-from whatsapp.providers.base import ProviderError
+from whatsapp.outbound.providers.base import ProviderError
 
 log = logging.getLogger("whatsapp.breaker")
 
@@ -25,7 +25,7 @@ def breaker_redis() -> redis.Redis:
 def _is_not_a_health_signal(exc: BaseException) -> bool:
     """A permanent error (a bad number, a closed 24-hour window) says nothing about the
     provider's health, so it neither opens the breaker nor counts as a failure; nor does
-    a send deferred by pacing (whatsapp.pacing)."""
+    a send deferred by pacing (whatsapp.outbound.pacing)."""
     return isinstance(exc, ProviderError) and (exc.permanent or exc.code == "paced")
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import requests
 from django.conf import settings
 
-from whatsapp import pacing
-from whatsapp.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, UNAVAILABLE, OutgoingPart, ProviderError
+from whatsapp.outbound import pacing
+from whatsapp.outbound.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, UNAVAILABLE, OutgoingPart, ProviderError
 
 
 class BaileysProvider:

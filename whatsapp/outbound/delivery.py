@@ -1,5 +1,5 @@
 """The delivery policy: one place that decides retry, failover, breaker and dead letter.
-It knows providers only through whatsapp.providers.base (send, lookup, can_send and the
+It knows providers only through whatsapp.outbound.providers.base (send, lookup, can_send and the
 kind of a ProviderError).
 
 Invariants:
@@ -27,12 +27,12 @@ from django.utils import timezone
 
 from project.logging import log_context
 from whatsapp import metrics
-from whatsapp.answer_parts import answer_parts, edited_fields, part_key, sent_and_unsent
-from whatsapp.breakers import BreakerOpen, call_through_breaker
 from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, Provider, Status
-from whatsapp.pacing import PACED
-from whatsapp.providers import get_provider
-from whatsapp.providers.base import AMBIGUOUS, PERMANENT, UNAVAILABLE, OutgoingPart, ProviderError
+from whatsapp.outbound.answer_parts import answer_parts, edited_fields, part_key, sent_and_unsent
+from whatsapp.outbound.breakers import BreakerOpen, call_through_breaker
+from whatsapp.outbound.pacing import PACED
+from whatsapp.outbound.providers import get_provider
+from whatsapp.outbound.providers.base import AMBIGUOUS, PERMANENT, UNAVAILABLE, OutgoingPart, ProviderError
 
 log = logging.getLogger("whatsapp.delivery")
 
@@ -415,7 +415,7 @@ def fail_after_acceptance(message: Message, provider: str, provider_message_id: 
     on the attempt and the worker acts on it when it finishes (_finish_sent); both sides
     check after writing, and the move from "sent" is conditional, so exactly one acts.
     Returns whether anything changed; None when no attempt of that provider matches."""
-    from whatsapp.tasks import send_message
+    from whatsapp.outbound.tasks import send_message
 
     with transaction.atomic():
         matching = message.attempts.filter(provider=provider)
@@ -512,7 +512,7 @@ def _dead(message: Message, reason: str, error: str) -> Decision:
 def requeue(dead_letter: DeadLetter, user=None, new_body: str | None = None, note: str | None = None) -> bool:
     """A fresh delivery cycle with a new key generation (the same message, new part keys):
     staff who requeue have decided, so an earlier unknown outcome no longer blocks it.
-    `new_body` replaces the part of the answer not yet sent (whatsapp.answer_parts); the
+    `new_body` replaces the part of the answer not yet sent (whatsapp.outbound.answer_parts); the
     dead letter keeps the text before and after, and the note. Safe to click twice: only
     an open dead letter is requeued, under a row lock."""
     dl = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
@@ -541,7 +541,7 @@ def requeue(dead_letter: DeadLetter, user=None, new_body: str | None = None, not
     dl.resolution = DeadLetter.Resolution.REQUEUED
     dl.note = note if note is not None else dl.note
     dl.save(update_fields=update)
-    from whatsapp.tasks import send_message
+    from whatsapp.outbound.tasks import send_message
 
     transaction.on_commit(lambda: send_message.delay(message.pk))
     return True

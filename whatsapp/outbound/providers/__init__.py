@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from whatsapp.providers.base import Provider
+from whatsapp.outbound.providers.base import Provider
 
 # One client per process and configuration, so HTTP connections are kept alive between
 # sends (a new TLS handshake per message costs more than the send).
@@ -28,9 +28,9 @@ def get_provider(name: str) -> Provider:
 def _make(name: str) -> Provider:
     # Imported here so that a web process never loads what it does not use.
     if name == "twilio":
-        from whatsapp.providers.twilio import TwilioProvider
+        from whatsapp.outbound.providers.twilio import TwilioProvider
 
         return TwilioProvider()
-    from whatsapp.providers.baileys import BaileysProvider
+    from whatsapp.outbound.providers.baileys import BaileysProvider
 
     return BaileysProvider()

@@ -5,7 +5,7 @@ it never drops.
 A token bucket in Redis, in its GCRA form (one timestamp per session, shared by every
 send worker, Redis's own clock): each send reserves the next free slot. A short wait is
 slept in place; a long one is not reserved for the caller now but the slot is kept for
-its idempotency key, and the caller retries at that time (whatsapp.delivery retries a
+its idempotency key, and the caller retries at that time (whatsapp.outbound.delivery retries a
 transient ProviderError after its retry_after) and then finds its slot waiting.
 """
 

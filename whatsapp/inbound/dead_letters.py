@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from whatsapp.inbound import accept_inbound
+from whatsapp.inbound.store import accept_inbound
 from whatsapp.models import DeadLetter, Direction, Message, Status, Tenant
 
 log = logging.getLogger("whatsapp.dead_letters")
@@ -96,7 +96,7 @@ def answer_now(dead_letter: DeadLetter, user=None, note: str = "") -> bool:
 
 def file_refused(item: dict) -> DeadLetter | None:
     """File one item the sidecar kept after Django refused it (see
-    whatsapp.rejected_inbound). Returns the dead letter, or None for a receipt (dropped)."""
+    whatsapp.inbound.rejected). Returns the dead letter, or None for a receipt (dropped)."""
     source_id = str(item["id"])
     existing = DeadLetter.objects.filter(source_id=source_id).first()
     if existing:
@@ -132,7 +132,7 @@ def _parse_time(value):
 def store_and_answer(dead_letter: DeadLetter, user=None, note: str = "") -> tuple[bool, str]:
     """Accept a refused message now through the webhook's own path (e.g. after staff
     fixed the tenant's slug): stored once, then answered by the bot."""
-    from whatsapp.views import WebhookError, sidecar_inbound
+    from whatsapp.inbound.views import WebhookError, sidecar_inbound
 
     dl = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
     if dl.resolved_at is not None or dl.kind != DeadLetter.Kind.REFUSED:

@@ -3,7 +3,7 @@
 Only these tasks start, stop, restart, log out or reconnect sessions, so two of them never
 race on one socket. Staff press buttons in the admin (which only enqueue these); the beat
 task `health_check` records every session's state in SessionState (the admin reads it)
-and applies the reconnect policy of whatsapp.session_policy: transient closes are
+and applies the reconnect policy of whatsapp.sessions.policy: transient closes are
 reconnected within a budget; anything else stops the session with a stop reason and an
 alert (admin, dashboard, metrics) until a person presses Start.
 """
@@ -19,10 +19,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from project.logging import log_context
-from whatsapp import session_policy as policy
-from whatsapp import sidecar_supervisor  # noqa: F401 - connects the worker signals
 from whatsapp.models import SessionState, Tenant
-from whatsapp.sidecar_client import SidecarClient, SidecarUnavailable
+from whatsapp.sessions import (
+    policy,
+    supervisor,  # noqa: F401 - connects the worker signals
+)
+from whatsapp.sessions.sidecar_client import SidecarClient, SidecarUnavailable
 
 log = logging.getLogger("whatsapp.lifecycle")
 
