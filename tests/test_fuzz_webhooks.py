@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from tests.conftest import twilio_form, twilio_signature
 from whatsapp.inbound.signatures import sidecar_signature
 from whatsapp.models import Contact, Message, Provider, Status
-from whatsapp.outbound.delivery import new_outbound_fields
 
 pytestmark = pytest.mark.django_db
 
@@ -121,7 +120,7 @@ def outbound(tenant):
     contact = Contact.objects.create(tenant=tenant, phone="+15551230000")
     made = {}
     for provider, sid in ((Provider.TWILIO, "SMfuzz0001"), (Provider.BAILEYS, "3EBFUZZ0001")):
-        message = Message.objects.create(tenant=tenant, contact=contact, body="hi", **new_outbound_fields())
+        message = Message.objects.new_outbound(tenant=tenant, contact=contact, body="hi")
         Message.objects.filter(pk=message.pk).update(status=Status.SENT, provider=provider, provider_message_id=sid)
         made[provider] = sid
     return made

@@ -4,6 +4,7 @@ truth; Redis only transports task ids."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
@@ -171,6 +172,19 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 
 
+def new_cycle_fields() -> dict:
+    """The start of a delivery cycle and its total deadline (SEND_DEADLINE_SECONDS): set
+    when an answer is stored, and again when staff requeue it from dead letters."""
+    now = timezone.now()
+    return {"cycle_started_at": now, "deadline_at": now + timedelta(seconds=settings.SEND_DEADLINE_SECONDS)}
+
+
+class MessageManager(models.Manager):
+    def new_outbound(self, **fields) -> Message:
+        """Store an answer queued for delivery, its delivery cycle starting now."""
+        return self.create(direction=Direction.OUTBOUND, status=Status.QUEUED, **new_cycle_fields(), **fields)
+
+
 class Message(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="messages")
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
@@ -218,6 +232,8 @@ class Message(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageManager()
 
     class Meta:
         ordering = ["-created_at"]

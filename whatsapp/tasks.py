@@ -15,9 +15,12 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from whatsapp import pipeline
+from whatsapp.inbound.dead_letters import answer_deadline, close_answered_meanwhile, file_unanswered
 from whatsapp.inbound.tasks import collect_rejected_inbound  # noqa: F401 - registers the task
 from whatsapp.models import Direction, Message, Status
-from whatsapp.outbound.tasks import send_message
+from whatsapp.outbound.tasks import send_message  # noqa: F401 - registers the task
+from whatsapp.retention import purge
 
 log = logging.getLogger("whatsapp.tasks")
 
@@ -30,9 +33,6 @@ def reconcile_outbound() -> dict:
     (INBOUND_ANSWER_DEADLINE_SECONDS) becomes a dead letter that staff see. Duplicated tasks are harmless (claims are conditional), and
     each message is re-driven at most once per grace period, so a backlog is not
     multiplied by the reconciler."""
-    from bots.tasks import generate_reply
-    from whatsapp.inbound.dead_letters import answer_deadline, close_answered_meanwhile, file_unanswered
-
     now = timezone.now()
     grace = timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
     not_recently = Q(redriven_at__isnull=True) | Q(redriven_at__lt=now - grace)
@@ -47,9 +47,9 @@ def reconcile_outbound() -> dict:
         created_at__gt=now - answer_deadline(),
     ).filter(not_recently)
     counts = {
-        "sending": _redrive(stuck_sending, send_message, now),
-        "queued": _redrive(overdue_queued, send_message, now),
-        "inbound": _redrive(unanswered, generate_reply, now),
+        "sending": _redrive(stuck_sending, pipeline.SEND_TASK, now),
+        "queued": _redrive(overdue_queued, pipeline.SEND_TASK, now),
+        "inbound": _redrive(unanswered, pipeline.REPLY_TASK, now),
         "inbound_dead_letters": file_unanswered(now),
         "inbound_dead_letters_closed": close_answered_meanwhile(),
     }
@@ -58,11 +58,11 @@ def reconcile_outbound() -> dict:
     return counts
 
 
-def _redrive(queryset, task, now, limit: int = 500) -> int:
+def _redrive(queryset, task_name: str, now, limit: int = 500) -> int:
     ids = list(queryset.order_by("created_at").values_list("pk", flat=True)[:limit])
     Message.objects.filter(pk__in=ids).update(redriven_at=now)
     for pk in ids:
-        task.delay(pk)
+        pipeline.publish(task_name, pk)  # a broker still down fails this run; the next one retries
     return len(ids)
 
 
@@ -70,6 +70,4 @@ def _redrive(queryset, task, now, limit: int = 500) -> int:
 def purge_expired() -> dict:
     """Retention (whatsapp.retention): delete what is older than each tenant's window, in
     small batches within a bounded time; idempotent, so a redelivered run is harmless."""
-    from whatsapp.retention import purge
-
     return purge()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from bots.dispatch import schedule_reply
 from project.logging import log_context
 from whatsapp import metrics
 from whatsapp.models import Contact, Direction, Message, Provider, Status, Tenant
@@ -127,11 +128,5 @@ def _new_contact(inbound: Inbound) -> Contact | None:
 
 
 def _hand_to_bot(message: Message) -> None:
-    from bots.dispatch import schedule_reply
-
-    try:
-        with log_context(tenant=message.tenant.slug, correlation_id=str(message.correlation_id)):
-            schedule_reply(message)
-    except Exception:  # noqa: BLE001
-        # The broker is down: the message is stored, and the reconciler answers it later.
-        log.exception("could not enqueue the reply; the reconciler will retry", extra={"message_id": message.pk})
+    with log_context(tenant=message.tenant.slug, correlation_id=str(message.correlation_id)):
+        schedule_reply(message)

@@ -26,8 +26,17 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from project.logging import log_context
-from whatsapp import metrics
-from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, Provider, Status
+from whatsapp import metrics, pipeline
+from whatsapp.models import (
+    DeadLetter,
+    DeliveryAttempt,
+    Direction,
+    Message,
+    Outcome,
+    Provider,
+    Status,
+    new_cycle_fields,
+)
 from whatsapp.outbound.answer_parts import answer_parts, edited_fields, part_key, sent_and_unsent
 from whatsapp.outbound.breakers import BreakerOpen, call_through_breaker
 from whatsapp.outbound.pacing import PACED
@@ -65,16 +74,6 @@ def backoff_countdown(retries: int) -> float:
             factor=settings.SEND_RETRY_BACKOFF_BASE, retries=retries, maximum=cap, full_jitter=True
         ),
     )
-
-
-def new_outbound_fields() -> dict:
-    now = timezone.now()
-    return {
-        "status": Status.QUEUED,
-        "direction": Direction.OUTBOUND,
-        "cycle_started_at": now,
-        "deadline_at": now + timedelta(seconds=settings.SEND_DEADLINE_SECONDS),
-    }
 
 
 def claim(message_id: int) -> Message | None:
@@ -415,8 +414,6 @@ def fail_after_acceptance(message: Message, provider: str, provider_message_id: 
     on the attempt and the worker acts on it when it finishes (_finish_sent); both sides
     check after writing, and the move from "sent" is conditional, so exactly one acts.
     Returns whether anything changed; None when no attempt of that provider matches."""
-    from whatsapp.outbound.tasks import send_message
-
     with transaction.atomic():
         matching = message.attempts.filter(provider=provider)
         matching = matching.filter(provider_message_id=provider_message_id) if provider_message_id else matching.filter(
@@ -448,7 +445,7 @@ def fail_after_acceptance(message: Message, provider: str, provider_message_id: 
         metrics.FAILOVERS.labels(from_provider=provider).inc()
         log.warning("failing over after a failure receipt from %s: %s", provider, reason,
                     extra={"provider": provider, "message_id": message.pk})
-        transaction.on_commit(lambda: send_message.delay(message.pk))
+        pipeline.enqueue_send_on_commit(message.pk)
     return True
 
 
@@ -519,9 +516,7 @@ def requeue(dead_letter: DeadLetter, user=None, new_body: str | None = None, not
     if dl.resolved_at is not None or dl.kind != DeadLetter.Kind.OUTBOUND:
         return False
     message = Message.objects.select_related("tenant").select_for_update(of=("self",)).get(pk=dl.message_id)
-    fields = new_outbound_fields()
-    for managed in ("direction", "status"):
-        fields.pop(managed)
+    fields = new_cycle_fields()
     fields.update(
         attempt_count=0, next_attempt_at=None, lease_until=None, last_error="",
         key_generation=message.key_generation + 1,
@@ -541,9 +536,7 @@ def requeue(dead_letter: DeadLetter, user=None, new_body: str | None = None, not
     dl.resolution = DeadLetter.Resolution.REQUEUED
     dl.note = note if note is not None else dl.note
     dl.save(update_fields=update)
-    from whatsapp.outbound.tasks import send_message
-
-    transaction.on_commit(lambda: send_message.delay(message.pk))
+    pipeline.enqueue_send_on_commit(message.pk)
     return True
 
 
