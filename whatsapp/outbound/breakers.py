@@ -26,7 +26,7 @@ def _is_not_a_health_signal(exc: BaseException) -> bool:
     """A permanent error (a bad number, a closed 24-hour window) says nothing about the
     provider's health, so it neither opens the breaker nor counts as a failure; nor does
     a send deferred by pacing (whatsapp.outbound.pacing)."""
-    return isinstance(exc, ProviderError) and (exc.permanent or exc.code == "paced")
+    return isinstance(exc, ProviderError) and exc.says_nothing_of_health
 
 
 class LoggingListener(pybreaker.CircuitBreakerListener):

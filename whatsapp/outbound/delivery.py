@@ -39,9 +39,8 @@ from whatsapp.models import (
 )
 from whatsapp.outbound.answer_parts import answer_parts, edited_fields, part_key, sent_and_unsent
 from whatsapp.outbound.breakers import BreakerOpen, call_through_breaker
-from whatsapp.outbound.pacing import PACED
 from whatsapp.outbound.providers import get_provider
-from whatsapp.outbound.providers.base import AMBIGUOUS, PERMANENT, UNAVAILABLE, OutgoingPart, ProviderError
+from whatsapp.outbound.providers.base import AMBIGUOUS, PACED, PERMANENT, UNAVAILABLE, OutgoingPart, ProviderError
 
 log = logging.getLogger("whatsapp.delivery")
 
@@ -203,7 +202,7 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
             _finish_attempt(attempt, started, Outcome.SKIPPED, str(exc), "breaker_open")
             return _ProviderResult("next", "breaker_open", str(exc), exc.retry_after)
         except ProviderError as exc:
-            if exc.code == PACED:
+            if exc.kind == PACED:
                 # Not a failure: the session's send slot is later. Wait for it; it does not
                 # count as a retry.
                 _finish_attempt(attempt, started, Outcome.SKIPPED, str(exc), exc.code)

@@ -18,7 +18,8 @@ from functools import lru_cache
 import redis
 from django.conf import settings
 
-# ProviderError.code of a send that waits for its slot (not a health signal for breakers).
+# The error code recorded on the attempt of a send that waits for its slot (its kind is
+# ErrorKind.PACED: providers.base).
 PACED = "paced"
 
 _RESERVE = """
