@@ -19,6 +19,7 @@ from celery import current_app
 from django.conf import settings
 
 from bots.reply import answer_with_fallback, build_reply
+from project.redis_clients import redis_client
 from whatsapp.models import Direction, Message, Status, Tenant
 
 log = logging.getLogger("bots.trial")
@@ -31,8 +32,7 @@ ANSWER_TRIAL_TASK = "bots.tasks.answer_trial"
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2,
-                                decode_responses=True)
+    return redis_client(2, decode=True)
 
 
 def _key(token: str) -> str:

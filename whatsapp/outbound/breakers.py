@@ -11,6 +11,7 @@ import pybreaker
 import redis
 from django.conf import settings
 
+from project.redis_clients import redis_client
 from whatsapp.outbound.providers.base import ProviderError
 
 log = logging.getLogger("whatsapp.breaker")
@@ -19,7 +20,7 @@ log = logging.getLogger("whatsapp.breaker")
 @lru_cache(maxsize=1)
 def breaker_redis() -> redis.Redis:
     # pybreaker's Redis storage needs bytes, not decoded strings.
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return redis_client(2)
 
 
 def _is_not_a_health_signal(exc: BaseException) -> bool:

@@ -18,6 +18,8 @@ from functools import lru_cache
 import redis
 from django.conf import settings
 
+from project.redis_clients import redis_client
+
 # The error code recorded on the attempt of a send that waits for its slot (its kind is
 # ErrorKind.PACED: providers.base).
 PACED = "paced"
@@ -45,7 +47,7 @@ return wait
 
 @lru_cache(maxsize=4)
 def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return redis_client(2, url=url)
 
 
 @dataclass(frozen=True)
