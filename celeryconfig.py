@@ -25,21 +25,33 @@ task_queues = [
     Queue("send"),  # provider calls
     Queue("baileys"),  # reserved for the single lifecycle worker that owns the sidecar
 ]
+# Task names are FROZEN: every task carries an explicit name= (its original dotted
+# path), because that name is the wire format of tasks already queued in Redis. Routes
+# match these names, never module paths, so moving a module can not re-route a task.
+# A new task gets a new name here; an old name is never changed.
+# tests/test_task_names.py holds the list.
 task_routes = {
-    "bots.tasks.*": {"queue": "ai"},
+    "bots.tasks.generate_reply": {"queue": "ai"},
+    "bots.tasks.answer_trial": {"queue": "ai"},
     "whatsapp.tasks.send_message": {"queue": "send"},
     # Fetching and transcribing media comes before the answer: the same queue as the bot.
     "whatsapp.media.process_media": {"queue": "ai"},
-    "whatsapp.tasks.reconcile_*": {"queue": "default"},
+    "whatsapp.tasks.reconcile_outbound": {"queue": "default"},
     "whatsapp.tasks.purge_expired": {"queue": "default"},
     # The lifecycle worker owns the sidecar, so it also collects what the sidecar kept.
     "whatsapp.tasks.collect_rejected_inbound": {"queue": "baileys"},
-    "whatsapp.lifecycle.*": {"queue": "baileys"},
+    "whatsapp.lifecycle.start": {"queue": "baileys"},
+    "whatsapp.lifecycle.stop": {"queue": "baileys"},
+    "whatsapp.lifecycle.logout": {"queue": "baileys"},
+    "whatsapp.lifecycle.restart": {"queue": "baileys"},
+    "whatsapp.lifecycle.simulate_scan": {"queue": "baileys"},
+    "whatsapp.lifecycle.health_check": {"queue": "baileys"},
+    "whatsapp.lifecycle.check_session": {"queue": "baileys"},
     "whatsapp.inbox.resume_idle": {"queue": "default"},
 }
 # Not found by autodiscovery (which imports only <app>.tasks); also connects the signals
 # by which the `baileys` worker takes the lifecycle lease and runs the sidecar.
-imports = ["whatsapp.lifecycle", "whatsapp.media.tasks", "whatsapp.inbox.tasks"]
+imports = ["whatsapp.sessions.lifecycle", "whatsapp.media.tasks", "whatsapp.inbox.tasks"]
 
 # Ack after the task finishes, not when it starts: a worker that dies mid-task leaves
 # the message on the broker to be redelivered (every task is idempotent for this).
@@ -54,7 +66,7 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     # An unacked task (also one waiting on a countdown) is redelivered after this; every
-    # retry countdown is capped well below it (see whatsapp.delivery.backoff_countdown).
+    # retry countdown is capped well below it (see whatsapp.outbound.delivery.backoff_countdown).
     "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT,
     # A Redis that does not answer (dropped packets, a half-open connection) would hold a
     # publish, and with it the webhook that stored the message, until gunicorn kills the

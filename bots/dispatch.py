@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import Q
 
+from whatsapp import pipeline
 from whatsapp.models import Direction, Message, Status
 
 MAX_DEBOUNCE_SECONDS = 60.0
@@ -23,12 +24,11 @@ def debounce_seconds(tenant) -> float:
     return min(max(0.0, float(value)), MAX_DEBOUNCE_SECONDS)
 
 
-def schedule_reply(message) -> None:
-    """Called by the webhook after the inbound message is committed."""
-    from bots.tasks import generate_reply
-
+def schedule_reply(message) -> bool:
+    """Called by the webhook after the inbound message is committed: the reply task runs
+    when the debounce has passed. False when the broker is down (the reconciler answers)."""
     delay = debounce_seconds(message.tenant)
-    generate_reply.apply_async((message.pk,), countdown=delay if delay > 0 else None)
+    return pipeline.enqueue_reply(message.pk, countdown=delay if delay > 0 else None)
 
 
 def newer_pending(inbound: Message) -> Message | None:

@@ -13,22 +13,17 @@ in that answer's batch or answered by the next reply, never by both and never by
 from __future__ import annotations
 
 import logging
-import time
 
 from celery import shared_task
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bots import handoff
-from bots.dispatch import debounce_seconds, newer_pending
-from bots.engines import get_engine
+from bots import handoff, trial
+from bots.dispatch import newer_pending, schedule_reply
 from bots.engines.base import Reply
-from bots.engines.rules import RulesEngine, fallback_text
-from bots.media_content import readable, sees_images
-from bots.memory import conversation_before
+from bots.reply import build_reply
 from project.logging import log_context
-from whatsapp.delivery import new_outbound_fields
+from whatsapp import pipeline
 from whatsapp.inbox.state import bot_held, hold
 from whatsapp.media.tasks import media_waiting
 from whatsapp.models import Contact, Direction, Message, Status
@@ -36,7 +31,7 @@ from whatsapp.models import Contact, Direction, Message, Status
 log = logging.getLogger("bots.reply")
 
 
-@shared_task(acks_late=True)
+@shared_task(name="bots.tasks.generate_reply", acks_late=True)
 def generate_reply(inbound_id: int) -> int | None:
     inbound = Message.objects.select_related("tenant", "contact").filter(pk=inbound_id).first()
     if inbound is None or inbound.direction != Direction.INBOUND:
@@ -67,12 +62,10 @@ def generate_reply(inbound_id: int) -> int | None:
         return store_reply(batch, reply, latency_ms)
 
 
-@shared_task
+@shared_task(name="bots.tasks.answer_trial")
 def answer_trial(token: str, tenant_id: int, engine_name: str) -> None:
     """A staff member's test question from the admin (bots.trial): on this queue so that
     a slow model holds a worker slot here, never a web worker."""
-    from bots import trial
-
     trial.run(token, tenant_id, engine_name)
 
 
@@ -83,38 +76,6 @@ def pending_batch(inbound: Message) -> list[Message]:
             tenant=inbound.tenant, contact=inbound.contact, direction=Direction.INBOUND, status=Status.RECEIVED
         ).order_by("created_at", "pk")
     )
-
-
-def build_reply(tenant, batch: list[Message], history: list[Message] | None = None,
-                engine_name: str | None = None, answer=None) -> tuple[Reply, int]:
-    """The answer to `batch` and how long it took (ms). Never fails for the engine's sake:
-    a failing engine gives the rules engine's answer, marked "fallback". `answer` replaces
-    answer_with_fallback (the admin's test page uses it to show the engine's error)."""
-    started = time.monotonic()
-    engine_name = engine_name or tenant.bot_engine or settings.BOT_ENGINE
-    images_seen = sees_images(tenant, engine_name)
-    if not any(readable(m, images_seen) for m in batch):
-        reply = Reply(tenant.non_text_reply or fallback_text(tenant), "non_text")
-    else:
-        if history is None:
-            history = conversation_before(batch)
-        if answer is not None:
-            reply = answer(engine_name, tenant, batch, history)
-        else:
-            reply, _error = answer_with_fallback(engine_name, tenant, batch, history)
-    latency_ms = int((time.monotonic() - started) * 1000)
-    log.info("reply generated", extra={"engine": reply.engine, "latency_ms": latency_ms, "batch": len(batch)})
-    return reply, latency_ms
-
-
-def answer_with_fallback(engine_name: str, tenant, batch: list[Message],
-                         history: list[Message]) -> tuple[Reply, str | None]:
-    """The engine's answer, or the rules engine's marked "fallback" plus the reason."""
-    try:
-        return get_engine(engine_name).reply(tenant, batch, history), None
-    except Exception as exc:  # noqa: BLE001 - the customer gets an answer whatever failed
-        log.warning("engine %s failed, answering with the rules engine: %s", engine_name, exc)
-        return Reply(RulesEngine().reply(tenant, batch, history).text, "fallback"), str(exc) or type(exc).__name__
 
 
 def store_reply(batch: list[Message], reply: Reply, latency_ms: int, hold_if_paused: bool = True) -> int | None:
@@ -133,7 +94,7 @@ def store_reply(batch: list[Message], reply: Reply, latency_ms: int, hold_if_pau
                 status=Status.ANSWERED, updated_at=timezone.now()
             )
             if claimed == len(batch):
-                outbound = Message.objects.create(
+                outbound = Message.objects.new_outbound(
                     tenant=latest.tenant,
                     contact=latest.contact,
                     body=reply.text,
@@ -141,10 +102,8 @@ def store_reply(batch: list[Message], reply: Reply, latency_ms: int, hold_if_pau
                     correlation_id=latest.correlation_id,
                     engine=reply.engine,
                     engine_latency_ms=latency_ms,
-                    **new_outbound_fields(),
                 )
-                reply_id = outbound.pk
-                transaction.on_commit(lambda: _enqueue_send(reply_id))
+                pipeline.enqueue_send_on_commit(outbound.pk)
             else:
                 transaction.set_rollback(True)
     except IntegrityError:
@@ -166,13 +125,8 @@ def _redrive_pending(latest: Message) -> None:
             status=Status.RECEIVED,
         ).order_by("-created_at", "-pk").first()
     )
-    if newest is None:
-        return
-    try:
-        delay = debounce_seconds(latest.tenant)
-        generate_reply.apply_async((newest.pk,), countdown=delay if delay > 0 else None)
-    except Exception:  # noqa: BLE001
-        log.exception("could not enqueue the reply; the reconciler will retry", extra={"pending_id": newest.pk})
+    if newest is not None:
+        schedule_reply(newest)
 
 
 def _ensure_reply_enqueued(inbound: Message) -> None:
@@ -180,13 +134,4 @@ def _ensure_reply_enqueued(inbound: Message) -> None:
     (the reconciler covers this too, this is just faster)."""
     reply = Message.objects.filter(in_reply_to=inbound, direction=Direction.OUTBOUND, status=Status.QUEUED).first()
     if reply:
-        _enqueue_send(reply.pk)
-
-
-def _enqueue_send(outbound_id: int) -> None:
-    from whatsapp.tasks import send_message
-
-    try:
-        send_message.delay(outbound_id)
-    except Exception:  # noqa: BLE001
-        log.exception("could not enqueue the send; the reconciler will retry", extra={"reply_id": outbound_id})
+        pipeline.enqueue_send(reply.pk)

@@ -15,8 +15,11 @@ import secrets
 import time
 
 import redis
+from celery import current_app
 from django.conf import settings
 
+from bots.reply import answer_with_fallback, build_reply
+from project.redis_clients import redis_client
 from whatsapp.models import Direction, Message, Status, Tenant
 
 log = logging.getLogger("bots.trial")
@@ -25,11 +28,11 @@ TRIAL_TTL = 600
 # How long past the LLM deadline a trial may wait for a worker before the page says so.
 QUEUE_GRACE_SECONDS = 30
 PENDING, DONE, LOST, UNREACHABLE = "pending", "done", "lost", "unreachable"
+ANSWER_TRIAL_TASK = "bots.tasks.answer_trial"
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2,
-                                decode_responses=True)
+    return redis_client(2, decode=True)
 
 
 def _key(token: str) -> str:
@@ -39,12 +42,11 @@ def _key(token: str) -> str:
 def start(tenant: Tenant, question: str, engine_name: str | None) -> str:
     """Record a pending trial and enqueue it; the token names it. Raises redis/kombu
     errors when the broker is down (the page says so)."""
-    from bots.tasks import answer_trial
-
     token = secrets.token_urlsafe(16)
     _save(token, {"tenant": tenant.pk, "status": PENDING, "question": question, "engine_choice": engine_name or "",
                   "started": time.time()})
-    answer_trial.apply_async((token, tenant.pk, engine_name or ""), expires=TRIAL_TTL)
+    # By its frozen name, so that bots.tasks (which imports this module) is not imported here.
+    current_app.send_task(ANSWER_TRIAL_TASK, (token, tenant.pk, engine_name or ""), expires=TRIAL_TTL)
     return token
 
 
@@ -83,8 +85,6 @@ def run(token: str, tenant_id: int, engine_name: str) -> None:
 def ask(tenant: Tenant, question: str, engine_name: str | None = None) -> dict:
     """The answer the bot would give to `question` as a first message. The message is
     built in memory only: no row is saved, no delivery is enqueued."""
-    from bots.tasks import answer_with_fallback, build_reply
-
     message = Message(tenant=tenant, direction=Direction.INBOUND, body=question, media_type="text",
                       status=Status.RECEIVED)
     name = engine_name or tenant.bot_engine or settings.BOT_ENGINE

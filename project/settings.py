@@ -118,11 +118,11 @@ SIDECAR_NODE = env.str("SIDECAR_NODE", default="node")
 # SIDECAR_START_TIMEOUT_MS, 60 s by default); the HTTP call waits a little longer.
 SIDECAR_START_TIMEOUT = env.float("SIDECAR_START_TIMEOUT", default=70.0)
 SESSION_HEALTH_INTERVAL_SECONDS = env.float("SESSION_HEALTH_INTERVAL_SECONDS", default=10.0)
-# The lifecycle worker's Redis lease (whatsapp.lease): renewed every sixth of it; a worker
+# The lifecycle worker's Redis lease (whatsapp.sessions.lease): renewed every sixth of it; a worker
 # that cannot renew it stops its sidecar within the other half.
 LIFECYCLE_LEASE_TTL_SECONDS = env.float("LIFECYCLE_LEASE_TTL_SECONDS", default=30.0)
 # Reconnects after transient closes (408, 428, 503, 515) without 30 s of stable connection;
-# then the session stops and staff are alerted (whatsapp.session_policy).
+# then the session stops and staff are alerted (whatsapp.sessions.policy).
 SESSION_RECONNECT_BUDGET = env.int("SESSION_RECONNECT_BUDGET", default=10)
 # Pacing of sends through one WhatsApp session (Tenant.baileys_sends_per_minute): a send
 # waits up to BAILEYS_PACING_MAX_WAIT seconds for its slot, else it is retried at its slot.

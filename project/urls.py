@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, reverse_lazy
 
-from whatsapp import views
+from whatsapp.inbound import views
 
 # The admin's "View site" link: this project has no public site, the staff dashboard is
 # the useful place to land.

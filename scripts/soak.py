@@ -75,7 +75,7 @@ class Soak:
         self.stack.start_worker(name, "send", 1)
 
     def lifecycle(self, task: str) -> None:
-        self.stack.manage("shell", "-c", f"from whatsapp import lifecycle; lifecycle.{task}.delay('{TENANT}')")
+        self.stack.manage("shell", "-c", f"from whatsapp.sessions import lifecycle; lifecycle.{task}.delay('{TENANT}')")
 
     def sidecar(self, method: str, path: str, body: dict | None = None):
         import json

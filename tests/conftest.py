@@ -92,7 +92,7 @@ def redis_server(tmp_path_factory):
     from project.celery import app
 
     app.conf.broker_url = server.url
-    from whatsapp import breakers
+    from whatsapp.outbound import breakers
 
     breakers.breaker_redis.cache_clear()
     breakers._breakers.clear()
@@ -112,7 +112,7 @@ def _clean_redis(request):
     if "redis_server" in request.fixturenames or "worker" in request.fixturenames:
         server = request.getfixturevalue("redis_server")
         server.client().flushall()
-        from whatsapp import breakers
+        from whatsapp.outbound import breakers
 
         breakers._breakers.clear()
     yield

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from whatsapp import delivery
 from whatsapp.models import Contact, Direction, Message, Status
+from whatsapp.outbound import delivery
 
 
 def make_reply(tenant, body: str = "Thanks, we are open until 18:00.", phone: str = "+15551234567",
@@ -21,8 +21,8 @@ def make_reply(tenant, body: str = "Thanks, we are open until 18:00.", phone: st
         tenant=tenant, contact=contact, direction=Direction.INBOUND, status=Status.ANSWERED, body="When do you close?",
         provider="twilio", provider_message_id="SM" + timezone.now().strftime("%H%M%S%f"),
     )
-    return Message.objects.create(
-        tenant=tenant, contact=contact, body=body, in_reply_to=inbound, **delivery.new_outbound_fields()
+    return Message.objects.new_outbound(
+        tenant=tenant, contact=contact, body=body, in_reply_to=inbound
     )
 
 

@@ -69,7 +69,7 @@ def signed_sidecar_post(url: str, payload: dict, secret: str | None = None) -> r
     import json
     import time
 
-    from whatsapp.signatures import sidecar_signature
+    from whatsapp.inbound.signatures import sidecar_signature
 
     body = json.dumps(payload).encode()
     timestamp = str(int(time.time()))

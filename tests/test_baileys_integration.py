@@ -14,9 +14,8 @@ import pytest
 
 from bots.models import Rule
 from tests.conftest import post_twilio, twilio_form, wait_for
-from whatsapp import lifecycle
-from whatsapp.delivery import new_outbound_fields
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Direction, Message, SessionState, Status
+from whatsapp.sessions import lifecycle
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 # The fixtures sandbox, live_django and lifecycle_worker.
@@ -161,9 +160,8 @@ def test_a_restart_waits_until_the_session_has_finished_sending(
     sandbox.http.post(f"{sandbox.base}/sandbox/acme/behavior", json={"sendDelayMs": 2500}, timeout=5)
     sockets_before = sandbox.state("acme")["socketsCreated"]
     contact = Contact.objects.create(tenant=baileys_tenant, phone="+15551230000")
-    reply = Message.objects.create(tenant=baileys_tenant, contact=contact, body="your order is ready",
-                                   **new_outbound_fields())
-    from whatsapp.tasks import send_message
+    reply = Message.objects.new_outbound(tenant=baileys_tenant, contact=contact, body="your order is ready")
+    from whatsapp.outbound.tasks import send_message
 
     send_message.delay(reply.pk)
     wait_for(lambda: sandbox.http.get(f"{sandbox.base}/sessions/acme/sending-status", timeout=2).json()["isSending"],
@@ -187,13 +185,12 @@ def test_pacing_delays_a_burst_of_replies_but_loses_none(baileys_tenant, sandbox
     # Four concurrent senders; a send waits at most 1.5 s in place, later ones are retried at their slot.
     start_worker(queues="send", concurrency=4, BAILEYS_PACING_MAX_WAIT=1.5)
     connect("acme")
-    from whatsapp.tasks import send_message
+    from whatsapp.outbound.tasks import send_message
 
     ids = []
     for n in range(6):
         contact = Contact.objects.create(tenant=baileys_tenant, phone=f"+1555000{n:04d}")
-        ids.append(Message.objects.create(tenant=baileys_tenant, contact=contact, body=f"answer {n}",
-                                          **new_outbound_fields()).pk)
+        ids.append(Message.objects.new_outbound(tenant=baileys_tenant, contact=contact, body=f"answer {n}").pk)
     for pk in ids:
         send_message.delay(pk)
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from whatsapp.inbound.signatures import sidecar_signature
 from whatsapp.models import Contact, Message
-from whatsapp.signatures import sidecar_signature
 
 pytestmark = pytest.mark.django_db
 

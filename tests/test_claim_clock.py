@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from tests.conftest import wait_for
 from tests.delivery_helpers import make_reply
-from whatsapp import delivery
 from whatsapp.models import Message, Status
+from whatsapp.outbound import delivery
 from whatsapp.tasks import reconcile_outbound
 
 pytestmark = pytest.mark.django_db

@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import free_port
 from tests.delivery_helpers import drive, make_reply, outcomes
-from whatsapp import delivery
-from whatsapp.breakers import breaker_states
 from whatsapp.models import DeadLetter, DeliveryAttempt, Status
+from whatsapp.outbound import delivery
+from whatsapp.outbound.breakers import breaker_states
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import wait_for
-from whatsapp.providers.twilio import TwilioProvider
+from whatsapp.outbound.providers.twilio import TwilioProvider
 
 SENDER = "whatsapp:+14155238886"
 CUSTOMER = "whatsapp:+15551234567"

@@ -23,9 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import twilio_form, twilio_signature
-from whatsapp.delivery import new_outbound_fields
+from whatsapp.inbound.signatures import sidecar_signature
 from whatsapp.models import Contact, Message, Provider, Status
-from whatsapp.signatures import sidecar_signature
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +100,7 @@ class Probe:
 def _quiet_refusals():
     """Thousands of refusals are logged at WARNING; keep only errors (a 500's traceback)."""
     loggers = [logging.getLogger(name) for name in ("django.request", "whatsapp.webhooks", "whatsapp.inbound",
-                                                    "whatsapp.receipts")]
+                                                    "whatsapp.inbound.receipts")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
@@ -121,7 +120,7 @@ def outbound(tenant):
     contact = Contact.objects.create(tenant=tenant, phone="+15551230000")
     made = {}
     for provider, sid in ((Provider.TWILIO, "SMfuzz0001"), (Provider.BAILEYS, "3EBFUZZ0001")):
-        message = Message.objects.create(tenant=tenant, contact=contact, body="hi", **new_outbound_fields())
+        message = Message.objects.new_outbound(tenant=tenant, contact=contact, body="hi")
         Message.objects.filter(pk=message.pk).update(status=Status.SENT, provider=provider, provider_message_id=sid)
         made[provider] = sid
     return made

@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from tests.conftest import post_twilio, twilio_form, wait_for
 from tests.fakes.base import FakeServer, JsonHandler
-from whatsapp.inbound_dead_letters import file_unanswered
+from whatsapp.inbound.dead_letters import file_unanswered
+from whatsapp.inbound.rejected import RejectedInbox, collect
 from whatsapp.models import Contact, DeadLetter, Direction, Message, Status
-from whatsapp.rejected_inbound import RejectedInbox, collect
 from whatsapp.tasks import reconcile_outbound
 
 LIST_URL = "/admin/whatsapp/deadletter/"
@@ -85,7 +85,7 @@ def test_a_dead_letter_closes_itself_when_the_bot_answers_the_message_after_all(
 # --- Refused inbound messages kept by the sidecar ------------------------------------------
 
 class RejectedInboxServer(FakeServer):
-    """The sidecar's refused-inbound API (whatsapp/rejected_inbound.py has the contract),
+    """The sidecar's refused-inbound API (whatsapp/inbound/rejected.py has the contract),
     until the sidecar branch lands it: GET lists, DELETE forgets (204, idempotent);
     `fail_deletes` answers that many DELETEs with a 500."""
 

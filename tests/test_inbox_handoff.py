@@ -15,10 +15,10 @@ from django.utils import timezone
 
 from tests.conftest import wait_for
 from tests.inbox_helpers import PHONE, customer_writes, inbound
+from whatsapp.inbound.signatures import sidecar_signature
 from whatsapp.inbox import state
 from whatsapp.inbox.models import Conversation, ConversationEvent, InboxSettings, PauseReason
 from whatsapp.models import Contact, Direction, Message, Status
-from whatsapp.signatures import sidecar_signature
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

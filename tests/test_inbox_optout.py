@@ -74,13 +74,12 @@ def test_twilio_21610_marks_the_customer_opted_out(client, tenant, twilio, start
 
 
 def test_a_reply_queued_before_the_stop_is_not_sent_after_it(tenant, twilio, start_worker):
-    from whatsapp import delivery
     from whatsapp.inbox import state
-    from whatsapp.tasks import send_message
+    from whatsapp.outbound.tasks import send_message
 
     contact = Contact.objects.create(tenant=tenant, phone=PHONE, last_twilio_inbound_at=timezone.now())
-    queued = Message.objects.create(tenant=tenant, contact=contact, body="Our offers this week...", engine="rules",
-                                    **delivery.new_outbound_fields())
+    queued = Message.objects.new_outbound(tenant=tenant, contact=contact, body="Our offers this week...",
+                                          engine="rules")
     state.set_opted_out(contact, True)
     start_worker(queues="send")
 

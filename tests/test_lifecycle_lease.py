@@ -14,9 +14,9 @@ import psutil
 import pytest
 
 from tests.conftest import wait_for
-from whatsapp import lifecycle
 from whatsapp.models import SessionState
-from whatsapp.sidecar_supervisor import LEASE_KEY
+from whatsapp.sessions import lifecycle
+from whatsapp.sessions.supervisor import LEASE_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 pytest_plugins = ["tests.sidecar_fixtures"]

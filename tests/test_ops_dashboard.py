@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 def traffic(tenant, redis_server):
     """In the last hour: four customers answered in 2, 4, 6 and 40 s (one after a failover
     from Baileys to Twilio), one dead letter; a logged-out session and an open breaker."""
-    from whatsapp.breakers import get_breaker
+    from whatsapp.outbound.breakers import get_breaker
 
     now = timezone.now()
     for i, (delay, providers) in enumerate([(2, ["twilio"]), (4, ["twilio"]), (6, ["baileys", "twilio"]),

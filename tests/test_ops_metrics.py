@@ -90,7 +90,7 @@ def test_in_production_metrics_need_the_token_even_from_this_machine(client, set
 
 
 def test_metrics_show_open_dead_letters_breakers_and_sessions_as_they_are_now(client, tenant, redis_server):
-    from whatsapp.breakers import get_breaker
+    from whatsapp.outbound.breakers import get_breaker
 
     contact = Contact.objects.create(tenant=tenant, phone="+15551234567")
     for reason in ("permanent", "permanent", "exhausted"):
@@ -120,7 +120,7 @@ def test_metrics_show_open_dead_letters_breakers_and_sessions_as_they_are_now(cl
 
 
 def test_metrics_still_answer_when_redis_is_down_and_say_so(client, tenant, settings):
-    from whatsapp import breakers
+    from whatsapp.outbound import breakers
 
     settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
     breakers.breaker_redis.cache_clear()

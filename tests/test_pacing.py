@@ -1,10 +1,10 @@
-"""Pacing of sends through one WhatsApp session (whatsapp.pacing), on a real Redis."""
+"""Pacing of sends through one WhatsApp session (whatsapp.outbound.pacing), on a real Redis."""
 
 from __future__ import annotations
 
 import pytest
 
-from whatsapp import pacing
+from whatsapp.outbound import pacing
 
 
 @pytest.fixture

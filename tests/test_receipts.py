@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import post_twilio
 from tests.delivery_helpers import make_reply
+from whatsapp.inbound.signatures import sidecar_signature
 from whatsapp.models import TRANSITIONS, DeadLetter, Message, Status
-from whatsapp.signatures import sidecar_signature
 
 pytestmark = pytest.mark.django_db
 
@@ -236,7 +236,7 @@ def test_a_failure_receipt_that_comes_while_a_worker_still_holds_the_reply_is_ac
 def test_a_receipt_carrying_a_requeued_parts_key_finds_its_reply(client, tenant):
     """After a requeue the part keys carry the generation (`<key>:<generation>:<index>`);
     a Twilio callback whose answer was lost still finds the reply by that key."""
-    from whatsapp.answer_parts import part_key
+    from whatsapp.outbound.answer_parts import part_key
 
     message = make_reply(tenant)
     Message.objects.filter(pk=message.pk).update(status=Status.SENT, provider="twilio", key_generation=2)

@@ -22,7 +22,7 @@ def test_a_message_refused_after_a_tenant_rename_reaches_staff_and_is_answered_a
     tenant.save()
     lifecycle_worker(SIDECAR_WEBHOOK_AUTH_RETRY_MS=300, REJECTED_INBOUND_INTERVAL_SECONDS=1)
     start_worker(queues="default,ai,send")
-    from whatsapp import lifecycle
+    from whatsapp.sessions import lifecycle
 
     lifecycle.start.delay("acme")
     wait_for(lambda: SessionState.objects.filter(tenant=tenant, can_send=True).exists(), 20, message="connected")

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from tests.conftest import wait_for
 from tests.delivery_helpers import make_reply
 from whatsapp.models import DeadLetter, DeliveryAttempt, SessionState, Status
-from whatsapp.tasks import send_message
+from whatsapp.outbound.tasks import send_message
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 pytest_plugins = ["tests.sidecar_fixtures"]
@@ -26,7 +26,7 @@ def dead_letter_with_unknown_whatsapp_outcome(tenant, sandbox, lifecycle_worker,
     tenant.save()
     lifecycle_worker(SIDECAR_SEND_TIMEOUT_MS=800)
     start_worker(queues="send", concurrency=1, SEND_AMBIGUOUS_RESOLVE_SECONDS=1, SIDECAR_READ_TIMEOUT=4)
-    from whatsapp import lifecycle
+    from whatsapp.sessions import lifecycle
 
     lifecycle.start.delay("acme")
     wait_for(lambda: SessionState.objects.filter(tenant=tenant, can_send=True).exists(), 20, message="connected")

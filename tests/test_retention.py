@@ -159,8 +159,8 @@ def test_a_message_from_a_contact_deleted_while_it_is_being_stored_is_kept(tenan
 
     from django.db import connection
 
-    from whatsapp import inbound as inbound_module
-    from whatsapp.inbound import Inbound, accept_inbound
+    from whatsapp.inbound import store as inbound_module
+    from whatsapp.inbound.store import Inbound, accept_inbound
 
     Contact.objects.create(tenant=tenant, phone="+15551230000", name="Old")
     find_contact = inbound_module._contact

@@ -1,4 +1,4 @@
-"""The reconnect policy of a WhatsApp Web session (whatsapp.session_policy): pure rules,
+"""The reconnect policy of a WhatsApp Web session (whatsapp.sessions.policy): pure rules,
 given the sidecar's report and what was recorded, what the lifecycle worker does."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from whatsapp.session_policy import (
+from whatsapp.sessions.policy import (
     NOTHING,
     START,
     STOP,

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from tests.conftest import wait_for
 from tests.test_ops_metrics import scrape
-from whatsapp import lifecycle
 from whatsapp.models import SessionState
+from whatsapp.sessions import lifecycle
 
 pytest_plugins = ["tests.sidecar_fixtures"]
 

@@ -10,8 +10,8 @@ import json
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from whatsapp.admin_sessions import ACTIONS, qr_data_uri
 from whatsapp.models import SessionState
+from whatsapp.sessions.admin import ACTIONS, qr_data_uri
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ import pytest
 
 from bots.models import Rule
 from tests.conftest import wait_for
-from whatsapp import lifecycle
 from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, SessionState, Status, Tenant
+from whatsapp.sessions import lifecycle
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 pytest_plugins = ["tests.sidecar_fixtures"]

@@ -111,7 +111,7 @@ def test_other_saves_leave_the_session_alone(admin_client, tenant, redis_server,
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_turning_whatsapp_web_off_really_stops_a_connected_session(admin_client, tenant, sandbox, lifecycle_worker):
-    from whatsapp import lifecycle
+    from whatsapp.sessions import lifecycle
 
     tenant.baileys_enabled = True
     tenant.save()

@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import post_twilio
 from tests.delivery_helpers import drive, make_reply, outcomes
-from whatsapp import delivery
 from whatsapp.models import DeliveryAttempt, Message, Status
+from whatsapp.outbound import delivery
 
 pytestmark = pytest.mark.django_db
 

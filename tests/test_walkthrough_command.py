@@ -11,8 +11,8 @@ from django.core.management import call_command
 
 from bots.models import Rule
 from tests.conftest import wait_for
-from whatsapp import lifecycle
 from whatsapp.models import Direction, Message, SessionState, Status
+from whatsapp.sessions import lifecycle
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 pytest_plugins = ["tests.sidecar_fixtures"]

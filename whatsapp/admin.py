@@ -17,14 +17,15 @@ from django.views.decorators.debug import sensitive_post_parameters
 from bots.admin_views import BotTestAdminMixin
 from bots.llm_url import BlockedURL, validate_tenant_llm_url
 from project.encryption import secret_is_set
-from whatsapp import delivery
 from whatsapp.admin_privacy import ContactErasureMixin
+from whatsapp.admin_records import RecordAdmin
 from whatsapp.admin_tenant import TenantConnectAdminMixin
-from whatsapp.answer_parts import sent_and_unsent
-from whatsapp.dead_letter_reasons import PROVIDER_CODES, explain
-from whatsapp.inbound_dead_letters import answer_now, store_and_answer
+from whatsapp.inbound.dead_letters import answer_now, store_and_answer
 from whatsapp.media.preview import MediaInline
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Message, Tenant
+from whatsapp.outbound import delivery
+from whatsapp.outbound.answer_parts import sent_and_unsent
+from whatsapp.outbound.dead_letter_reasons import PROVIDER_CODES, explain
 
 
 class TenantForm(forms.ModelForm):
@@ -124,21 +125,6 @@ class AttemptInline(admin.TabularInline):
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
-        return False
-
-
-class RecordAdmin(admin.ModelAdmin):
-    """A record of what happened, to read: nobody (superusers included) adds, edits or
-    deletes one here. Delivery state changes only through the dead-letter actions, which
-    check permissions and transitions; erasure and retention delete through their own paths."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -431,10 +417,9 @@ def question_text(dl: DeadLetter) -> str:
     return dl.message.in_reply_to.body if dl.message.in_reply_to_id else ""
 
 
-# SessionStateAdmin (the Sessions page with the QR code and lifecycle buttons).
-# The media list and its staff-only file view (built on RecordAdmin above).
-from whatsapp import admin_sessions  # noqa: E402, F401
-
-# InboxSettingsAdmin (handoff and opt-out keywords per tenant).
+# The rooms' admins register themselves when imported: the Sessions page with its QR code
+# and lifecycle buttons, the inbox's per-tenant settings, the media list and its
+# staff-only file view.
 from whatsapp.inbox import admin as inbox_admin  # noqa: E402, F401
 from whatsapp.media import admin as media_admin  # noqa: E402, F401
+from whatsapp.sessions import admin as admin_sessions  # noqa: E402, F401

@@ -14,8 +14,8 @@ from django.contrib.admin.utils import unquote
 from django.db import transaction
 from django.urls import reverse
 
-from whatsapp.admin_sessions import session_url
 from whatsapp.models import Tenant
+from whatsapp.sessions.admin import session_url
 
 log = logging.getLogger("whatsapp.admin")
 
@@ -49,7 +49,7 @@ def connect_context(request, tenant: Tenant) -> dict:
 
 
 def stop_session(request, tenant_slug: str) -> None:
-    from whatsapp import lifecycle
+    from whatsapp.sessions import lifecycle
 
     try:
         lifecycle.stop.delay(tenant_slug)

@@ -4,6 +4,7 @@ truth; Redis only transports task ids."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
@@ -11,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from project.encryption import EncryptedTextField
-from whatsapp.session_policy import STOP_REASONS
+from whatsapp.sessions.policy import STOP_REASONS
 
 E164 = RegexValidator(r"^\+[1-9]\d{6,14}$", "Use E.164 format: + and country code, e.g. +15551234567")
 SLUG = RegexValidator(r"^[a-z0-9][a-z0-9_-]{0,62}$", "Lowercase letters, digits, - and _")
@@ -169,7 +170,7 @@ TRANSITIONS: dict[str, set[str]] = {
     # Receipts do not move a message that is still sending (more parts may follow).
     Status.SENDING: {Status.QUEUED, Status.SENT, Status.DEAD},
     # A failure receipt after acceptance: queued again for the next provider, or a dead
-    # letter with the provider's reason when none is left (whatsapp.receipts).
+    # letter with the provider's reason when none is left (whatsapp.inbound.receipts).
     Status.SENT: {Status.DELIVERED, Status.READ, Status.FAILED, Status.UNDELIVERED, Status.QUEUED, Status.DEAD},
     Status.DELIVERED: {Status.READ, Status.FAILED},
     Status.READ: set(),
@@ -180,6 +181,19 @@ TRANSITIONS: dict[str, set[str]] = {
     Status.DEAD: {Status.QUEUED, Status.DISCARDED, Status.SENT, Status.DELIVERED, Status.READ},
     Status.DISCARDED: set(),
 }
+
+
+def new_cycle_fields() -> dict:
+    """The start of a delivery cycle and its total deadline (SEND_DEADLINE_SECONDS): set
+    when an answer is stored, and again when staff requeue it from dead letters."""
+    now = timezone.now()
+    return {"cycle_started_at": now, "deadline_at": now + timedelta(seconds=settings.SEND_DEADLINE_SECONDS)}
+
+
+class MessageManager(models.Manager):
+    def new_outbound(self, **fields) -> Message:
+        """Store an answer queued for delivery, its delivery cycle starting now."""
+        return self.create(direction=Direction.OUTBOUND, status=Status.QUEUED, **new_cycle_fields(), **fields)
 
 
 class Message(models.Model):
@@ -233,6 +247,8 @@ class Message(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageManager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Direction, ErasureLog, Message, Status, Tenant
-from whatsapp.sidecar_client import SidecarClient
+from whatsapp.sessions.sidecar_client import SidecarClient
 
 log = logging.getLogger("whatsapp.privacy")
 

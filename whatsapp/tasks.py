@@ -1,5 +1,8 @@
-"""Celery tasks of the whatsapp app. Each takes only a row id: the database holds the
-state, so a redelivered or duplicated task is harmless."""
+"""Celery tasks of the whatsapp app that span its rooms (the reconciler, retention), and
+the module Celery's autodiscovery imports: it imports the rooms' task modules too, so a
+worker registers every task. Task names are frozen (celeryconfig.py). Each task takes
+only a row id: the database holds the state, so a redelivered or duplicated task is
+harmless."""
 
 from __future__ import annotations
 
@@ -12,25 +15,17 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from whatsapp import delivery
+from whatsapp import pipeline
+from whatsapp.inbound.dead_letters import answer_deadline, close_answered_meanwhile, file_unanswered
+from whatsapp.inbound.tasks import collect_rejected_inbound  # noqa: F401 - registers the task
 from whatsapp.models import Direction, Message, Status
+from whatsapp.outbound.tasks import send_message  # noqa: F401 - registers the task
+from whatsapp.retention import purge
 
 log = logging.getLogger("whatsapp.tasks")
 
 
-@shared_task(bind=True, max_retries=None, acks_late=True)
-def send_message(self, message_id: int) -> None:
-    decision = delivery.deliver(message_id)
-    if decision.retry_in is not None:
-        # Celery's own retry; the policy counts attempts in the database. A countdown
-        # longer than the broker's visibility timeout would be delivered twice, so a long
-        # wait (a far pacing slot, a Retry-After) is left to the database: the message
-        # keeps its next_attempt_at and the reconciler re-drives it when it is due.
-        if decision.retry_in <= settings.CELERY_VISIBILITY_TIMEOUT / 4:
-            raise self.retry(countdown=decision.retry_in)
-
-
-@shared_task(acks_late=True)
+@shared_task(name="whatsapp.tasks.reconcile_outbound", acks_late=True)
 def reconcile_outbound() -> dict:
     """The database is the source of truth: re-drive every outbound message whose task
     was lost (a SIGKILLed worker, a flushed or restarted Redis) and every inbound message
@@ -38,9 +33,6 @@ def reconcile_outbound() -> dict:
     (INBOUND_ANSWER_DEADLINE_SECONDS) becomes a dead letter that staff see. Duplicated tasks are harmless (claims are conditional), and
     each message is re-driven at most once per grace period, so a backlog is not
     multiplied by the reconciler."""
-    from bots.tasks import generate_reply
-    from whatsapp.inbound_dead_letters import answer_deadline, close_answered_meanwhile, file_unanswered
-
     now = timezone.now()
     grace = timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
     not_recently = Q(redriven_at__isnull=True) | Q(redriven_at__lt=now - grace)
@@ -55,9 +47,9 @@ def reconcile_outbound() -> dict:
         created_at__gt=now - answer_deadline(),
     ).filter(not_recently)
     counts = {
-        "sending": _redrive(stuck_sending, send_message, now),
-        "queued": _redrive(overdue_queued, send_message, now),
-        "inbound": _redrive(unanswered, generate_reply, now),
+        "sending": _redrive(stuck_sending, pipeline.SEND_TASK, now),
+        "queued": _redrive(overdue_queued, pipeline.SEND_TASK, now),
+        "inbound": _redrive(unanswered, pipeline.REPLY_TASK, now),
         "inbound_dead_letters": file_unanswered(now),
         "inbound_dead_letters_closed": close_answered_meanwhile(),
     }
@@ -66,34 +58,16 @@ def reconcile_outbound() -> dict:
     return counts
 
 
-def _redrive(queryset, task, now, limit: int = 500) -> int:
+def _redrive(queryset, task_name: str, now, limit: int = 500) -> int:
     ids = list(queryset.order_by("created_at").values_list("pk", flat=True)[:limit])
     Message.objects.filter(pk__in=ids).update(redriven_at=now)
     for pk in ids:
-        task.delay(pk)
+        pipeline.publish(task_name, pk)  # a broker still down fails this run; the next one retries
     return len(ids)
 
 
-@shared_task(acks_late=True)
+@shared_task(name="whatsapp.tasks.purge_expired", acks_late=True)
 def purge_expired() -> dict:
     """Retention (whatsapp.retention): delete what is older than each tenant's window, in
     small batches within a bounded time; idempotent, so a redelivered run is harmless."""
-    from whatsapp.retention import purge
-
     return purge()
-
-
-@shared_task(acks_late=True)
-def collect_rejected_inbound() -> dict:
-    """File the inbound messages Django refused and the sidecar kept as dead letters
-    (whatsapp.rejected_inbound). A sidecar that is down is tried again next time."""
-    from whatsapp.rejected_inbound import RejectedInboxUnavailable, collect
-
-    try:
-        counts = collect()
-    except RejectedInboxUnavailable as exc:
-        log.info("refused inbound messages not collected this time: %s", exc)
-        return {}
-    if any(counts.values()):
-        log.warning("collected refused inbound messages: %s", counts)
-    return counts

@@ -10,8 +10,8 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from whatsapp.inbound import Inbound
-from whatsapp.inbound import _contact as contact_of  # the webhook's own lookup: phone, then LID
+from whatsapp.inbound.store import Inbound
+from whatsapp.inbound.store import _contact as contact_of  # the webhook's own lookup: phone, then LID
 from whatsapp.inbox import state
 from whatsapp.inbox.models import Conversation, ConversationEvent, PauseReason
 from whatsapp.models import DeliveryAttempt, Direction, Message, Provider, Status

@@ -12,10 +12,11 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from whatsapp.delivery import TWILIO_WINDOW, new_outbound_fields
+from whatsapp import pipeline
 from whatsapp.inbox import state
 from whatsapp.inbox.models import PauseReason
 from whatsapp.models import Contact, Direction, Message, Provider, Status
+from whatsapp.outbound.delivery import TWILIO_WINDOW
 
 log = logging.getLogger("whatsapp.inbox")
 
@@ -84,18 +85,8 @@ def send_staff_reply(contact: Contact, author, body: str) -> Message:
 def create_outbound(contact: Contact, body: str, engine: str, author=None) -> Message:
     """A message to the customer that answers no message of theirs in particular (a staff
     reply, the away message), sent after commit by the ordinary send task."""
-    message = Message.objects.create(
-        tenant=contact.tenant, contact=contact, body=body, author=author, engine=engine, **new_outbound_fields()
-    )
-    message_id = message.pk
-    transaction.on_commit(lambda: _enqueue_send(message_id))
+    message = Message.objects.new_outbound(tenant=contact.tenant, contact=contact, body=body, author=author,
+                                           engine=engine)
+    pipeline.enqueue_send_on_commit(message.pk)
     return message
 
-
-def _enqueue_send(message_id: int) -> None:
-    from whatsapp.tasks import send_message
-
-    try:
-        send_message.delay(message_id)
-    except Exception:  # noqa: BLE001 - the reconciler re-drives a queued message
-        log.exception("could not enqueue the staff reply; the reconciler will retry", extra={"reply_id": message_id})

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from whatsapp import pipeline
 from whatsapp.inbox.models import Conversation, ConversationEvent, PauseReason
 from whatsapp.models import Contact, Direction, Message, Status
 
@@ -82,12 +83,7 @@ def _hand_waiting_to_bot(contact: Contact) -> None:
     waiting.update(status=Status.RECEIVED, updated_at=timezone.now())
     newest_id = newest.pk
 
-    def enqueue():
-        from bots.tasks import generate_reply
-
-        generate_reply.delay(newest_id)
-
-    transaction.on_commit(enqueue)
+    pipeline.enqueue_reply_on_commit(newest_id)
 
 
 @transaction.atomic

@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST
 
+from whatsapp.inbound.views import PHONE
 from whatsapp.inbox import state
 from whatsapp.inbox.listing import FILTERS, conversations
 from whatsapp.inbox.models import PauseReason
@@ -20,7 +21,6 @@ from whatsapp.inbox.replies import ReplyRefused, send_staff_reply
 from whatsapp.inbox.thread import thread
 from whatsapp.models import Contact, Tenant
 from whatsapp.text import normalize_phone
-from whatsapp.views import PHONE
 
 PERMISSION = "whatsapp.use_inbox"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from rest_framework import status
 from rest_framework.response import Response
 
+from whatsapp.inbound.views import SidecarWebhook, sidecar_inbound
 from whatsapp.inbox.owner import owner_wrote
-from whatsapp.views import SidecarWebhook, sidecar_inbound
 
 
 class BaileysOwnerMessage(SidecarWebhook):

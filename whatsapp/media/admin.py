@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.urls import path
 
-from whatsapp.admin import RecordAdmin
+from whatsapp.admin_records import RecordAdmin
 from whatsapp.media.models import MediaFile
 from whatsapp.media.preview import may_view, preview
 

@@ -101,7 +101,7 @@ class PipelineCollector(Collector):
         )
 
     def _breakers(self) -> Iterator[GaugeMetricFamily]:
-        from whatsapp.breakers import breaker_states
+        from whatsapp.outbound.breakers import breaker_states
 
         state = GaugeMetricFamily(
             "whatsapp_breaker_state", "1 for the breaker's current state", labels=["tenant", "provider", "state"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import redis
 import requests
 from django.conf import settings
 from django.db import connection
@@ -17,6 +16,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from project.redis_clients import redis_client
 from whatsapp.ops import access, heartbeat
 
 # Bounds for each probe; /readyz must answer fast even when everything is down.
@@ -36,9 +36,7 @@ def check_database() -> str | None:
 
 
 def check_redis() -> str | None:
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=PROBE_TIMEOUT, socket_connect_timeout=PROBE_TIMEOUT
-    )
+    client = redis_client(PROBE_TIMEOUT)
     try:
         client.ping()
     finally:

@@ -18,6 +18,8 @@ from functools import lru_cache
 import redis
 from celery import signals
 
+from project.redis_clients import redis_client
+
 log = logging.getLogger("whatsapp.ops.heartbeat")
 
 KEY = "ops:workers:{queue}"
@@ -37,7 +39,7 @@ def _redis() -> redis.Redis:
 def _client(url: str) -> redis.Redis:
     # Short timeouts: this runs in the worker's event loop and in /readyz, and must
     # never stall either.
-    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return redis_client(0.5, url=url)
 
 
 def beat(hostname: str, queues: list[str] | tuple[str, ...], now: float | None = None) -> None:

@@ -140,7 +140,7 @@ def hourly_replies(now: datetime, hours: int = CHART_HOURS) -> list[dict]:
 
 
 def pipeline_summary(now: datetime | None = None) -> dict:
-    from whatsapp.breakers import breaker_states
+    from whatsapp.outbound.breakers import breaker_states
 
     now = now or timezone.now()
     open_dead = DeadLetter.objects.filter(resolved_at__isnull=True)

@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from bots.models import Rule
-from whatsapp.admin_sessions import session_url
 from whatsapp.management.commands.create_tenant import webhook_lines
 from whatsapp.models import SessionState, Tenant
+from whatsapp.sessions.admin import session_url
 
 DEMO_RULES = [
     ("hours, open, opening", "We are open Sunday to Friday, 8:00-18:00."),
@@ -57,7 +57,7 @@ class Command(BaseCommand):
     def _start_session_once(self, tenant: Tenant) -> None:
         """The demo's WhatsApp Web session is wanted running from the first start (the
         sandbox shows its QR code on the Sessions page); after that staff decide."""
-        from whatsapp import lifecycle
+        from whatsapp.sessions import lifecycle
 
         _state, created = SessionState.objects.get_or_create(tenant=tenant, defaults={"desired": "running"})
         if created:

@@ -18,10 +18,10 @@ from rest_framework.views import APIView
 from twilio.twiml.messaging_response import MessagingResponse
 
 from whatsapp import metrics
-from whatsapp.inbound import Inbound, accept_inbound
+from whatsapp.inbound.receipts import apply_receipt, find_outbound
+from whatsapp.inbound.signatures import sidecar_signature_problem, twilio_signature_valid
+from whatsapp.inbound.store import Inbound, accept_inbound
 from whatsapp.models import Provider, Tenant
-from whatsapp.receipts import apply_receipt, find_outbound
-from whatsapp.signatures import sidecar_signature_problem, twilio_signature_valid
 from whatsapp.text import normalize_phone
 
 log = logging.getLogger("whatsapp.webhooks")

@@ -28,7 +28,7 @@ def answer_parts(message: Message, limit: int) -> list[str]:
 def part_key(message: Message, index: int, generation: int | None = None) -> str:
     """The idempotency key of part `index`. Generation 0 keeps the original form
     `<key>:<index>`; a requeue starts generation n with `<key>:<n>:<index>`. Receipts find
-    the message by the text before the first colon (whatsapp.receipts.find_outbound)."""
+    the message by the text before the first colon (whatsapp.inbound.receipts.find_outbound)."""
     generation = message.key_generation if generation is None else generation
     if generation == 0:
         return f"{message.idempotency_key}:{index}"

@@ -11,7 +11,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from whatsapp.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, OutgoingPart, ProviderError
+from whatsapp.outbound.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, OutgoingPart, ProviderError
 
 # Twilio error codes that will fail the same way every time.
 PERMANENT_CODES = {

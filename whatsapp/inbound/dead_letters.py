@@ -17,7 +17,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from whatsapp.inbound import accept_inbound
+from whatsapp import pipeline
+from whatsapp.inbound.store import accept_inbound
+from whatsapp.inbound.views import WebhookError, sidecar_inbound
 from whatsapp.models import DeadLetter, Direction, Message, Status, Tenant
 
 log = logging.getLogger("whatsapp.dead_letters")
@@ -88,15 +90,13 @@ def answer_now(dead_letter: DeadLetter, user=None, note: str = "") -> bool:
     _resolve(dl, user, DeadLetter.Resolution.ANSWERED, note)
     message_id = dl.message_id
     if Message.objects.filter(pk=message_id, status=Status.RECEIVED).exists():
-        from bots.tasks import generate_reply
-
-        transaction.on_commit(lambda: generate_reply.delay(message_id))
+        pipeline.enqueue_reply_on_commit(message_id)
     return True
 
 
 def file_refused(item: dict) -> DeadLetter | None:
     """File one item the sidecar kept after Django refused it (see
-    whatsapp.rejected_inbound). Returns the dead letter, or None for a receipt (dropped)."""
+    whatsapp.inbound.rejected). Returns the dead letter, or None for a receipt (dropped)."""
     source_id = str(item["id"])
     existing = DeadLetter.objects.filter(source_id=source_id).first()
     if existing:
@@ -132,8 +132,6 @@ def _parse_time(value):
 def store_and_answer(dead_letter: DeadLetter, user=None, note: str = "") -> tuple[bool, str]:
     """Accept a refused message now through the webhook's own path (e.g. after staff
     fixed the tenant's slug): stored once, then answered by the bot."""
-    from whatsapp.views import WebhookError, sidecar_inbound
-
     dl = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
     if dl.resolved_at is not None or dl.kind != DeadLetter.Kind.REFUSED:
         return False, "Already resolved; nothing done."

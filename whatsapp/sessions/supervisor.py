@@ -34,8 +34,9 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from whatsapp.lease import Lease, lease_redis_timeout
-from whatsapp.sidecar_client import SidecarClient
+from project.redis_clients import redis_client
+from whatsapp.sessions.lease import Lease, lease_redis_timeout
+from whatsapp.sessions.sidecar_client import SidecarClient
 
 log = logging.getLogger("whatsapp.lifecycle")
 
@@ -149,11 +150,9 @@ def is_lifecycle_worker(worker) -> bool:
 
 
 def lease_redis(ttl_seconds: float) -> redis.Redis:
-    # No retries inside redis-py: the lease times its own tries (whatsapp.lease).
+    # No retries inside redis-py: the lease times its own tries (whatsapp.sessions.lease).
     timeout = lease_redis_timeout(ttl_seconds)
-    return redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
-    )
+    return redis_client(timeout, retry=Retry(NoBackoff(), 0))
 
 
 def _say(level: int, message: str) -> None:

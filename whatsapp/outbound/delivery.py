@@ -1,5 +1,5 @@
 """The delivery policy: one place that decides retry, failover, breaker and dead letter.
-It knows providers only through whatsapp.providers.base (send, lookup, can_send and the
+It knows providers only through whatsapp.outbound.providers.base (send, lookup, can_send and the
 kind of a ProviderError).
 
 Invariants:
@@ -26,14 +26,22 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from project.logging import log_context
-from whatsapp import metrics
-from whatsapp.answer_parts import answer_parts, edited_fields, part_key, sent_and_unsent
-from whatsapp.breakers import BreakerOpen, call_through_breaker
+from whatsapp import metrics, pipeline
 from whatsapp.inbox.optout import OPTED_OUT_ERROR, blocked_by_opt_out, note_permanent_refusal
-from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, Provider, Status
-from whatsapp.pacing import PACED
-from whatsapp.providers import get_provider
-from whatsapp.providers.base import AMBIGUOUS, PERMANENT, UNAVAILABLE, OutgoingPart, ProviderError
+from whatsapp.models import (
+    DeadLetter,
+    DeliveryAttempt,
+    Direction,
+    Message,
+    Outcome,
+    Provider,
+    Status,
+    new_cycle_fields,
+)
+from whatsapp.outbound.answer_parts import answer_parts, edited_fields, part_key, sent_and_unsent
+from whatsapp.outbound.breakers import BreakerOpen, call_through_breaker
+from whatsapp.outbound.providers import get_provider
+from whatsapp.outbound.providers.base import AMBIGUOUS, PACED, PERMANENT, UNAVAILABLE, OutgoingPart, ProviderError
 
 log = logging.getLogger("whatsapp.delivery")
 
@@ -66,16 +74,6 @@ def backoff_countdown(retries: int) -> float:
             factor=settings.SEND_RETRY_BACKOFF_BASE, retries=retries, maximum=cap, full_jitter=True
         ),
     )
-
-
-def new_outbound_fields() -> dict:
-    now = timezone.now()
-    return {
-        "status": Status.QUEUED,
-        "direction": Direction.OUTBOUND,
-        "cycle_started_at": now,
-        "deadline_at": now + timedelta(seconds=settings.SEND_DEADLINE_SECONDS),
-    }
 
 
 def claim(message_id: int) -> Message | None:
@@ -207,7 +205,7 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
             _finish_attempt(attempt, started, Outcome.SKIPPED, str(exc), "breaker_open")
             return _ProviderResult("next", "breaker_open", str(exc), exc.retry_after)
         except ProviderError as exc:
-            if exc.code == PACED:
+            if exc.kind == PACED:
                 # Not a failure: the session's send slot is later. Wait for it; it does not
                 # count as a retry.
                 _finish_attempt(attempt, started, Outcome.SKIPPED, str(exc), exc.code)
@@ -419,8 +417,6 @@ def fail_after_acceptance(message: Message, provider: str, provider_message_id: 
     on the attempt and the worker acts on it when it finishes (_finish_sent); both sides
     check after writing, and the move from "sent" is conditional, so exactly one acts.
     Returns whether anything changed; None when no attempt of that provider matches."""
-    from whatsapp.tasks import send_message
-
     with transaction.atomic():
         matching = message.attempts.filter(provider=provider)
         matching = matching.filter(provider_message_id=provider_message_id) if provider_message_id else matching.filter(
@@ -452,7 +448,7 @@ def fail_after_acceptance(message: Message, provider: str, provider_message_id: 
         metrics.FAILOVERS.labels(from_provider=provider).inc()
         log.warning("failing over after a failure receipt from %s: %s", provider, reason,
                     extra={"provider": provider, "message_id": message.pk})
-        transaction.on_commit(lambda: send_message.delay(message.pk))
+        pipeline.enqueue_send_on_commit(message.pk)
     return True
 
 
@@ -516,16 +512,14 @@ def _dead(message: Message, reason: str, error: str) -> Decision:
 def requeue(dead_letter: DeadLetter, user=None, new_body: str | None = None, note: str | None = None) -> bool:
     """A fresh delivery cycle with a new key generation (the same message, new part keys):
     staff who requeue have decided, so an earlier unknown outcome no longer blocks it.
-    `new_body` replaces the part of the answer not yet sent (whatsapp.answer_parts); the
+    `new_body` replaces the part of the answer not yet sent (whatsapp.outbound.answer_parts); the
     dead letter keeps the text before and after, and the note. Safe to click twice: only
     an open dead letter is requeued, under a row lock."""
     dl = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
     if dl.resolved_at is not None or dl.kind != DeadLetter.Kind.OUTBOUND:
         return False
     message = Message.objects.select_related("tenant").select_for_update(of=("self",)).get(pk=dl.message_id)
-    fields = new_outbound_fields()
-    for managed in ("direction", "status"):
-        fields.pop(managed)
+    fields = new_cycle_fields()
     fields.update(
         attempt_count=0, next_attempt_at=None, lease_until=None, last_error="",
         key_generation=message.key_generation + 1,
@@ -545,9 +539,7 @@ def requeue(dead_letter: DeadLetter, user=None, new_body: str | None = None, not
     dl.resolution = DeadLetter.Resolution.REQUEUED
     dl.note = note if note is not None else dl.note
     dl.save(update_fields=update)
-    from whatsapp.tasks import send_message
-
-    transaction.on_commit(lambda: send_message.delay(message.pk))
+    pipeline.enqueue_send_on_commit(message.pk)
     return True
 
 

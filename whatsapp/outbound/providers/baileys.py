@@ -6,8 +6,16 @@ from __future__ import annotations
 import requests
 from django.conf import settings
 
-from whatsapp import pacing
-from whatsapp.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, UNAVAILABLE, OutgoingPart, ProviderError
+from whatsapp.outbound import pacing
+from whatsapp.outbound.providers.base import (
+    AMBIGUOUS,
+    PACED,
+    PERMANENT,
+    TRANSIENT,
+    UNAVAILABLE,
+    OutgoingPart,
+    ProviderError,
+)
 
 
 class BaileysProvider:
@@ -43,7 +51,7 @@ class BaileysProvider:
         if slot.deferred:
             # Not a failure: the session is busy. The slot stays reserved for this key.
             raise ProviderError(
-                f"paced: the next send slot is in {slot.wait:.1f} s", TRANSIENT, pacing.PACED, retry_after=slot.wait
+                f"paced: the next send slot is in {slot.wait:.1f} s", PACED, pacing.PACED, retry_after=slot.wait
             )
         payload = {"to": self.recipient(part), "text": part.text, "idempotencyKey": part.key}
         try:

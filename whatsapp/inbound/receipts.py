@@ -1,7 +1,7 @@
 """Delivery receipts (Twilio status callbacks, sidecar acks). A status never moves
 backwards. A receipt that carries a part's key settles that part's pending attempt (the
 provider has it, so it is never sent again). A failure after the provider accepted the
-reply fails over to the next provider or dead-letters it (whatsapp.delivery); a failure
+reply fails over to the next provider or dead-letters it (whatsapp.outbound.delivery); a failure
 after the customer already had it (delivered/read) is only recorded."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import logging
 
 from django.utils import timezone
 
-from whatsapp import delivery
-from whatsapp.answer_parts import parse_part_key
 from whatsapp.models import DeadLetter, DeliveryAttempt, Message, Outcome, Status
-from whatsapp.providers.twilio import ERROR_MEANINGS
+from whatsapp.outbound import delivery
+from whatsapp.outbound.answer_parts import parse_part_key
+from whatsapp.outbound.providers.twilio import ERROR_MEANINGS
 
 log = logging.getLogger("whatsapp.receipts")
 

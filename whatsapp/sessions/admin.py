@@ -134,7 +134,7 @@ class SessionStateAdmin(admin.ModelAdmin):
         if action not in actions:
             messages.error(request, f"Unknown action {action!r}.")
             return redirect(session_url(slug))
-        from whatsapp import lifecycle
+        from whatsapp.sessions import lifecycle
 
         task = getattr(lifecycle, action)
         try:

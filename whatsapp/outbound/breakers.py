@@ -11,7 +11,8 @@ import pybreaker
 import redis
 from django.conf import settings
 
-from whatsapp.providers.base import ProviderError
+from project.redis_clients import redis_client
+from whatsapp.outbound.providers.base import ProviderError
 
 log = logging.getLogger("whatsapp.breaker")
 
@@ -19,14 +20,14 @@ log = logging.getLogger("whatsapp.breaker")
 @lru_cache(maxsize=1)
 def breaker_redis() -> redis.Redis:
     # pybreaker's Redis storage needs bytes, not decoded strings.
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return redis_client(2)
 
 
 def _is_not_a_health_signal(exc: BaseException) -> bool:
     """A permanent error (a bad number, a closed 24-hour window) says nothing about the
     provider's health, so it neither opens the breaker nor counts as a failure; nor does
-    a send deferred by pacing (whatsapp.pacing)."""
-    return isinstance(exc, ProviderError) and (exc.permanent or exc.code == "paced")
+    a send deferred by pacing (whatsapp.outbound.pacing)."""
+    return isinstance(exc, ProviderError) and exc.says_nothing_of_health
 
 
 class LoggingListener(pybreaker.CircuitBreakerListener):

@@ -1,6 +1,6 @@
 """The lifecycle side of the sidecar's HTTP contract (whatsapp/sidecar/README.md): start,
 stop, logout, status, sending-status. Only the lifecycle worker uses it; sends go through
-whatsapp.providers.baileys. Every call is bounded by a timeout."""
+whatsapp.outbound.providers.baileys. Every call is bounded by a timeout."""
 
 from __future__ import annotations
 

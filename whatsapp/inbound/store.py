@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from bots.dispatch import schedule_reply
 from project.logging import log_context
-from whatsapp import metrics
-from whatsapp.media.tasks import process_media, record_media
+from whatsapp import metrics, pipeline
+from whatsapp.media.tasks import record_media
 from whatsapp.models import Contact, Direction, Message, Provider, Status, Tenant
 from whatsapp.text import mask
 
@@ -133,15 +134,9 @@ def _new_contact(inbound: Inbound) -> Contact | None:
 
 
 def _hand_to_bot(message: Message, fetch_first: bool = False) -> None:
-    from bots.dispatch import schedule_reply
-
-    try:
-        with log_context(tenant=message.tenant.slug, correlation_id=str(message.correlation_id)):
-            if fetch_first:
-                # The media task hands the message to the bot once its media is ready.
-                process_media.delay(message.pk)
-            else:
-                schedule_reply(message)
-    except Exception:  # noqa: BLE001
-        # The broker is down: the message is stored, and the reconciler answers it later.
-        log.exception("could not enqueue the reply; the reconciler will retry", extra={"message_id": message.pk})
+    with log_context(tenant=message.tenant.slug, correlation_id=str(message.correlation_id)):
+        if fetch_first:
+            # The media task hands the message to the bot once its media is ready.
+            pipeline.enqueue_media(message.pk)
+        else:
+            schedule_reply(message)

@@ -3,7 +3,7 @@
 Only these tasks start, stop, restart, log out or reconnect sessions, so two of them never
 race on one socket. Staff press buttons in the admin (which only enqueue these); the beat
 task `health_check` records every session's state in SessionState (the admin reads it)
-and applies the reconnect policy of whatsapp.session_policy: transient closes are
+and applies the reconnect policy of whatsapp.sessions.policy: transient closes are
 reconnected within a budget; anything else stops the session with a stop reason and an
 alert (admin, dashboard, metrics) until a person presses Start.
 """
@@ -19,10 +19,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from project.logging import log_context
-from whatsapp import session_policy as policy
-from whatsapp import sidecar_supervisor  # noqa: F401 - connects the worker signals
 from whatsapp.models import SessionState, Tenant
-from whatsapp.sidecar_client import SidecarClient, SidecarUnavailable
+from whatsapp.sessions import (
+    policy,
+    supervisor,  # noqa: F401 - connects the worker signals
+)
+from whatsapp.sessions.sidecar_client import SidecarClient, SidecarUnavailable
 
 log = logging.getLogger("whatsapp.lifecycle")
 
@@ -98,7 +100,7 @@ def _ask_sidecar(state: SessionState, call: str) -> dict | None:
         return None
 
 
-@shared_task(acks_late=True)
+@shared_task(name="whatsapp.lifecycle.start", acks_late=True)
 def start(tenant_slug: str) -> None:
     """Staff want the session running: start it (a QR appears if it is not paired)."""
     with log_context(tenant=tenant_slug):
@@ -132,12 +134,12 @@ def _start(state: SessionState) -> None:
     log.info("session start ended: %s", state.status)
 
 
-@shared_task(acks_late=True)
+@shared_task(name="whatsapp.lifecycle.stop", acks_late=True)
 def stop(tenant_slug: str) -> None:
     _stop_requested(tenant_slug, logout=False)
 
 
-@shared_task(acks_late=True)
+@shared_task(name="whatsapp.lifecycle.logout", acks_late=True)
 def logout(tenant_slug: str) -> None:
     """Unlink the device: the sidecar logs out and deletes the credentials; the next start
     shows a new QR."""
@@ -164,7 +166,7 @@ def _stop(state: SessionState, logout: bool) -> None:
     state.save()
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
+@shared_task(name="whatsapp.lifecycle.restart", bind=True, acks_late=True, max_retries=None)
 def restart(self, tenant_slug: str) -> None:
     """Stop and start again, but not in the middle of a send: wait while it is sending."""
     with log_context(tenant=tenant_slug):
@@ -185,7 +187,7 @@ def restart(self, tenant_slug: str) -> None:
 SCAN_CONNECT_WAIT_SECONDS = 10
 
 
-@shared_task(acks_late=True)
+@shared_task(name="whatsapp.lifecycle.simulate_scan", acks_late=True)
 def simulate_scan(tenant_slug: str) -> None:
     """Demo mode (sandbox transport): the simulated phone scans the QR code, so the pairing
     flow can be seen without a phone. The session pairs, restarts (515) and connects; the
@@ -207,7 +209,7 @@ def simulate_scan(tenant_slug: str) -> None:
         check(state)
 
 
-@shared_task(acks_late=True)
+@shared_task(name="whatsapp.lifecycle.health_check", acks_late=True)
 def health_check() -> int:
     """Beat: record every session's state and apply the reconnect policy."""
     states = list(SessionState.objects.select_related("tenant"))
@@ -217,7 +219,7 @@ def health_check() -> int:
     return len(states)
 
 
-@shared_task(acks_late=True)
+@shared_task(name="whatsapp.lifecycle.check_session", acks_late=True)
 def check_session(tenant_slug: str) -> None:
     """One session's health check, scheduled for the moment a backoff ends."""
     state = SessionState.objects.select_related("tenant").filter(tenant__slug=tenant_slug).first()

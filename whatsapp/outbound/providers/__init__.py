@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from whatsapp.providers.base import Provider
+from whatsapp.outbound.providers.base import ProviderClient
 
 # One client per process and configuration, so HTTP connections are kept alive between
 # sends (a new TLS handshake per message costs more than the send).
-_cache: dict[tuple, Provider] = {}
+_cache: dict[tuple, ProviderClient] = {}
 
 
-def get_provider(name: str) -> Provider:
+def get_provider(name: str) -> ProviderClient:
     if name == "twilio":
         key = (name, settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_API_BASE_URL,
                settings.TWILIO_READ_TIMEOUT, settings.TWILIO_MAX_BODY, settings.PUBLIC_BASE_URL)
@@ -25,12 +25,12 @@ def get_provider(name: str) -> Provider:
     return _cache[key]
 
 
-def _make(name: str) -> Provider:
+def _make(name: str) -> ProviderClient:
     # Imported here so that a web process never loads what it does not use.
     if name == "twilio":
-        from whatsapp.providers.twilio import TwilioProvider
+        from whatsapp.outbound.providers.twilio import TwilioProvider
 
         return TwilioProvider()
-    from whatsapp.providers.baileys import BaileysProvider
+    from whatsapp.outbound.providers.baileys import BaileysProvider
 
     return BaileysProvider()

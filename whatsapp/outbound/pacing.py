@@ -5,7 +5,7 @@ it never drops.
 A token bucket in Redis, in its GCRA form (one timestamp per session, shared by every
 send worker, Redis's own clock): each send reserves the next free slot. A short wait is
 slept in place; a long one is not reserved for the caller now but the slot is kept for
-its idempotency key, and the caller retries at that time (whatsapp.delivery retries a
+its idempotency key, and the caller retries at that time (whatsapp.outbound.delivery retries a
 transient ProviderError after its retry_after) and then finds its slot waiting.
 """
 
@@ -18,7 +18,10 @@ from functools import lru_cache
 import redis
 from django.conf import settings
 
-# ProviderError.code of a send that waits for its slot (not a health signal for breakers).
+from project.redis_clients import redis_client
+
+# The error code recorded on the attempt of a send that waits for its slot (its kind is
+# ErrorKind.PACED: providers.base).
 PACED = "paced"
 
 _RESERVE = """
@@ -44,7 +47,7 @@ return wait
 
 @lru_cache(maxsize=4)
 def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return redis_client(2, url=url)
 
 
 @dataclass(frozen=True)

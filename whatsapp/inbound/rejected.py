@@ -19,7 +19,7 @@ from urllib.parse import quote
 import requests
 from django.conf import settings
 
-from whatsapp.inbound_dead_letters import file_refused
+from whatsapp.inbound.dead_letters import file_refused
 
 log = logging.getLogger("whatsapp.rejected_inbound")
 
