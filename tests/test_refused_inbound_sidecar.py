@@ -38,6 +38,9 @@ def test_a_message_refused_after_a_tenant_rename_reaches_staff_and_is_answered_a
     assert not Message.objects.filter(direction=Direction.INBOUND).exists()
 
     type(tenant).objects.filter(pk=tenant.pk).update(slug="acme")  # staff fix the slug
+    # Meanwhile the health check knew the session only by the new slug; after the fix it
+    # brings the "acme" session back (as the Sessions page shows staff) before they answer.
+    wait_for(lambda: sandbox.status("acme").get("canSend"), 30, message="the session under its slug again")
     client.force_login(User.objects.create_superuser("sam", password="pw-for-tests-only"))
     client.post(f"/admin/whatsapp/deadletter/{letter.pk}/resolve/", {"store": "1"})
 
