@@ -494,6 +494,7 @@ def _dead(message: Message, reason: str, error: str) -> Decision:
     with transaction.atomic():
         if not message.move_to(Status.DEAD, lease_until=None, last_error=(error or "")[:2000]):
             return Decision()
+        last_provider = message.attempts.order_by("-started_at").values_list("provider", flat=True).first() or ""
         DeadLetter.objects.create(
             message=message,
             requeued_from=message.dead_letters.filter(resolution=DeadLetter.Resolution.REQUEUED)
@@ -501,9 +502,10 @@ def _dead(message: Message, reason: str, error: str) -> Decision:
             reason=reason,
             last_error=error or "",
             attempt_count=message.attempt_count,
-            last_provider=message.attempts.order_by("-started_at").values_list("provider", flat=True).first() or "",
+            last_provider=last_provider,
         )
-    metrics.REPLIES.labels(provider=message.provider or "none", outcome="dead").inc()
+    # Counted under the provider that accepted it, else the last one tried (as the dashboard shows it).
+    metrics.REPLIES.labels(provider=message.provider or last_provider or "none_tried", outcome="dead").inc()
     log.error("dead letter: %s: %s", reason, error, extra={"reason": reason})
     return Decision()
 
