@@ -199,7 +199,8 @@ class Soak:
                 self.faults["long message (21,000 characters; answer in parts)"] += 1
             else:
                 self.inject_whatsapp(f"whatsapp message {n}: do you deliver on Fridays?")
-            time.sleep(0.3)
+            # As spread out as the Twilio webhooks (one for every ten of them).
+            time.sleep(max(0.3, self.pace * 10))
         self.log(f"WhatsApp customers wrote {len(self.wa_expected)} messages through the session")
 
     # --- chaos ------------------------------------------------------------------------
