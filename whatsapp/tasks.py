@@ -67,11 +67,30 @@ def reconcile_outbound() -> dict:
 
 
 def _redrive(queryset, task, now, limit: int = 500) -> int:
+    # A queue that already holds a batch is being worked: its tasks are not lost, only
+    # behind. Re-driving into it again every grace period would add a copy of the whole
+    # backlog each time, and the workers, busy with copies, fall further behind (seen in
+    # the soak after a Redis restart on a loaded machine). Wait until it is short.
+    backlog = _queued(task)
+    if backlog is not None and backlog >= limit:
+        log.warning("reconciler waits: %s tasks already queued for %s", backlog, task.name)
+        return 0
     ids = list(queryset.order_by("created_at").values_list("pk", flat=True)[:limit])
     Message.objects.filter(pk__in=ids).update(redriven_at=now)
     for pk in ids:
         task.delay(pk)
     return len(ids)
+
+
+def _queued(task) -> int | None:
+    """How many messages wait in the broker queue `task` is routed to (None: unknown)."""
+    app = task.app
+    queue = app.amqp.router.route({}, task.name)["queue"].name
+    try:
+        with app.connection_for_write() as conn:
+            return conn.default_channel.queue_declare(queue, passive=True).message_count
+    except Exception:  # noqa: BLE001 - the broker is unreachable: publishing fails on its own
+        return None
 
 
 @shared_task(acks_late=True)
