@@ -32,10 +32,8 @@ class RollingRestart(Soak):
     def command(self) -> str:
         return f".venv/bin/python -m scripts.rolling_restart --messages {self.messages}"
 
-    def start(self) -> None:
-        super().start()
+    def provider_faults(self) -> None:
         # A deploy, not chaos: the providers behave.
-        self.stack.twilio_faults(error_rate=0, hang_rate=0)
         self.log("providers healthy (no injected faults): only the restarts disturb the flow")
 
     def chaos(self) -> None:

@@ -12,7 +12,7 @@ from tests.conftest import free_port
 from tests.delivery_helpers import drive, make_reply, outcomes
 from whatsapp.models import DeadLetter, DeliveryAttempt, Status
 from whatsapp.outbound import delivery
-from whatsapp.outbound.breakers import breaker_states
+from whatsapp.outbound.breakers import breaker_states, get_breaker
 
 pytestmark = pytest.mark.django_db
 
@@ -156,6 +156,31 @@ def test_the_breaker_opens_skips_the_provider_without_a_call_and_recovers(tenant
     assert [b["state"] for b in breaker_states()] == ["closed"]
     assert len(twilio.sent_to(PHONE)) == 1
 
+
+
+def test_a_worker_killed_during_the_breakers_trial_call_does_not_shut_the_provider_out_for_good(
+        tenant, twilio, settings):
+    """pybreaker writes "half-open" to Redis as the trial call starts; a worker SIGKILLed
+    during that call never writes the result, and its probe lock expires. Seen in the soak:
+    the WhatsApp session was skipped for the rest of the run, and replies that Twilio had
+    failed waited forever."""
+    settings.BREAKER_FAIL_MAX = 2
+    settings.SEND_RETRY_MAX = 10
+    twilio.faults.errors = [(503, 20503), (503, 20503)]
+    message = make_reply(tenant)
+    for _ in range(2):
+        assert delivery.deliver(message.pk).retry_in is not None
+        type(message).objects.filter(pk=message.pk).update(next_attempt_at=None)
+    assert [b["state"] for b in breaker_states()] == ["open"]
+
+    # What the killed worker left behind: the state it wrote, and no probe lock.
+    get_breaker(tenant.slug, "twilio").half_open()
+    assert [b["state"] for b in breaker_states()] == ["half-open"]
+
+    message = drive(message)
+    assert message.status == Status.SENT
+    assert len(twilio.sent_to(PHONE)) == 1
+    assert [b["state"] for b in breaker_states()] == ["closed"]
 
 @pytest.fixture
 def dead_sidecar(tenant, settings):

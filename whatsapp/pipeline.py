@@ -54,6 +54,18 @@ def enqueue_send_on_commit(message_id: int) -> None:
     transaction.on_commit(lambda: enqueue_send(message_id))
 
 
+def queued(task_name: str) -> int | None:
+    """How many tasks wait in the broker queue that `task_name` is routed to (None when
+    the broker cannot tell: publishing fails on its own then)."""
+    app = current_app
+    queue = app.amqp.router.route({}, task_name)["queue"].name
+    try:
+        with app.connection_for_write() as conn:
+            return conn.default_channel.queue_declare(queue, passive=True).message_count
+    except Exception:  # noqa: BLE001 - an unreachable broker
+        return None
+
+
 def _enqueue(task_name: str, message_id: int, countdown: float | None, what: str) -> bool:
     try:
         publish(task_name, message_id, countdown)

@@ -59,6 +59,14 @@ def reconcile_outbound() -> dict:
 
 
 def _redrive(queryset, task_name: str, now, limit: int = 500) -> int:
+    # A queue that already holds a batch is being worked: its tasks are not lost, only
+    # behind. Re-driving into it again every grace period would add a copy of the whole
+    # backlog each time, and the workers, busy with copies, fall further behind (seen in
+    # the soak after a Redis restart on a loaded machine). Wait until it is short.
+    backlog = pipeline.queued(task_name)
+    if backlog is not None and backlog >= limit:
+        log.warning("reconciler waits: %s tasks already queued for %s", backlog, task_name)
+        return 0
     ids = list(queryset.order_by("created_at").values_list("pk", flat=True)[:limit])
     Message.objects.filter(pk__in=ids).update(redriven_at=now)
     for pk in ids:

@@ -117,6 +117,7 @@ class FakeTwilio(FakeServer):
         self.messages: list[dict] = []
         self.callbacks: list[dict] = []  # every status callback posted: url, form, answer
         self.requests = 0
+        self.injected: dict[str, int] = {}  # faults injected so far, by kind (chaos runs count them)
         self.faults = Faults()
         self.media: dict[str, dict] = {}  # ME sid -> {"data", "content_type"}
         self.media_requests: list[dict] = []  # every media request: path, had_auth, status
@@ -155,9 +156,14 @@ class FakeTwilio(FakeServer):
             self.messages.clear()
             self.callbacks.clear()
             self.requests = 0
+            self.injected = {}
             self.faults = Faults()
             self.media.clear()
             self.media_requests.clear()
+
+    def _count(self, kind: str) -> None:
+        with self.lock:
+            self.injected[kind] = self.injected.get(kind, 0) + 1
 
     def sent_to(self, phone: str) -> list[dict]:
         with self.lock:
@@ -168,6 +174,12 @@ class FakeTwilio(FakeServer):
 
     def _decide(self, form: dict) -> tuple[str, object]:
         """What to do with one Messages.json POST: ("ok"|"error"|"hang"|"accept_then_hang", detail)."""
+        action, detail = self._choose(form)
+        if action != "ok":
+            self._count(action)
+        return action, detail
+
+    def _choose(self, form: dict) -> tuple[str, object]:
         with self.lock:
             self.requests += 1
             f = self.faults
@@ -242,6 +254,8 @@ class FakeTwilio(FakeServer):
         self._callback(resource, "queued")
         time.sleep(self.faults.queued_seconds)
         failure = self.faults.receipt_failures.get(resource["to"].removeprefix("whatsapp:"))
+        if failure:
+            self._count(f"receipt_{failure[0]}")
         if failure and failure[0] == "failed":
             # "failed": Twilio could not send it at all; it never gets a date_sent.
             self._change(resource, "failed", failure[1])
@@ -423,7 +437,8 @@ class FakeTwilio(FakeServer):
                 if parsed.path == "/_fake/messages":
                     with fake.lock:
                         return self._send(200, {"messages": [{k: v for k, v in m.items() if not k.startswith("_")}
-                                                             for m in fake.messages], "requests": fake.requests})
+                                                             for m in fake.messages], "requests": fake.requests,
+                                              "injected": dict(fake.injected)})
                 sid = self._message_sid()
                 if not self._messages_path() and sid is None:
                     return self._not_found()

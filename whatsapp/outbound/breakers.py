@@ -93,6 +93,11 @@ def call_through_breaker(tenant_slug: str, provider: str, func, *args, **kwargs)
         if opened_at and datetime.now(UTC) < reopens_at:
             remaining = (reopens_at - datetime.now(UTC)).total_seconds()
             raise BreakerOpen(f"breaker {breaker.name} is open", retry_after=remaining + 0.5)
+    if state in (pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN):
+        # Half-open in Redis with the probe lock free means the worker making the trial
+        # call died during it (SIGKILL, OOM): its lock expired, but pybreaker's state stays
+        # half-open for good. Whoever takes the lock makes the next trial call, or the
+        # provider would be skipped forever.
         probe_key = f"breaker:{breaker.name}:probe"
         if not breaker_redis().set(probe_key, b"1", nx=True, ex=max(5, int(settings.SEND_LEASE_SECONDS))):
             raise BreakerOpen(f"breaker {breaker.name} is half-open; another worker is probing")
@@ -100,8 +105,6 @@ def call_through_breaker(tenant_slug: str, provider: str, func, *args, **kwargs)
             return _call(breaker, func, *args, **kwargs)
         finally:
             breaker_redis().delete(probe_key)
-    if state == pybreaker.STATE_HALF_OPEN:
-        raise BreakerOpen(f"breaker {breaker.name} is half-open; another worker is probing")
     return _call(breaker, func, *args, **kwargs)
 
 

@@ -85,7 +85,7 @@ export async function createApp({ config, logger }) {
   let world = null;
   if (config.transport === 'sandbox') {
     const { SandboxWorld } = await import('./transports/sandbox.js');
-    world = new SandboxWorld({ pairing: config.sandboxPairing });
+    world = new SandboxWorld({ pairing: config.sandboxPairing, dataDir: config.dataDir });
     transportFactory = world.factory;
   } else {
     // Loaded only here, so sandbox runs never import baileys.

@@ -4,6 +4,8 @@
 // runs in production. Nothing here touches the network.
 import { EventEmitter } from 'node:events';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { readPairedId, writeSimpleCreds } from '../auth-store.js';
 
 const DEFAULT_BEHAVIOR = Object.freeze({
@@ -38,20 +40,100 @@ function fakePhone(tenant) {
 
 const PAIRING_MODES = ['instant', 'scan', 'never', 'manual'];
 
+// What the phones received, per tenant, as append-only JSON lines under the data dir:
+// a real phone keeps its messages when the sidecar restarts, so the sandbox's record of
+// them must outlive the process too (the soak and the rolling restart count from it).
+// Lines: {"event":"sent",to,text,messageId,at} and {"event":"failed",messageId} (WhatsApp
+// answered that message with ERROR: it never reached the phone).
+class SentLog {
+  constructor(dataDir, tenant) {
+    this.file = dataDir ? path.join(dataDir, 'sandbox', tenant, 'sent.jsonl') : null;
+  }
+
+  load() {
+    if (!this.file) return [];
+    let text;
+    try {
+      text = fs.readFileSync(this.file, 'utf8');
+    } catch (err) {
+      if (err.code === 'ENOENT') return [];
+      throw err;
+    }
+    const sent = [];
+    const byId = new Map();
+    for (const line of text.split('\n')) {
+      let record;
+      try {
+        record = JSON.parse(line);
+      } catch {
+        continue; // blank, or a line torn by a crash mid-append
+      }
+      if (record.event === 'sent') {
+        const { event, ...entry } = record;
+        sent.push(entry);
+        byId.set(entry.messageId, entry);
+      } else if (record.event === 'failed' && byId.has(record.messageId)) {
+        byId.get(record.messageId).failed = true;
+      }
+    }
+    return sent;
+  }
+
+  append(record) {
+    if (!this.file) return;
+    fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    fs.appendFileSync(this.file, `${JSON.stringify(record)}\n`);
+  }
+}
+
+// Messages WhatsApp's server holds for a device whose socket is down, per tenant
+// (sandbox/{tenant}/held.json, rewritten atomically): the server keeps them across a
+// sidecar restart, so they must not vanish with the process.
+class HeldMessages {
+  constructor(dataDir, tenant) {
+    this.file = dataDir ? path.join(dataDir, 'sandbox', tenant, 'held.json') : null;
+  }
+
+  load() {
+    if (!this.file) return [];
+    try {
+      return JSON.parse(fs.readFileSync(this.file, 'utf8'));
+    } catch (err) {
+      if (err.code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
+  save(messages) {
+    if (!this.file) return;
+    fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(messages));
+    fs.renameSync(tmp, this.file);
+  }
+}
+
 export class SandboxWorld {
-  /** `pairing`: how a new tenant's unpaired session pairs (SIDECAR_SANDBOX_PAIRING). */
-  constructor({ pairing = 'instant' } = {}) {
+  /**
+   * `pairing`: how a new tenant's unpaired session pairs (SIDECAR_SANDBOX_PAIRING).
+   * `dataDir`: where each tenant's sent log is kept (none: in memory only).
+   */
+  constructor({ pairing = 'instant', dataDir = null } = {}) {
     if (!PAIRING_MODES.includes(pairing)) throw new TypeError(`pairing must be ${PAIRING_MODES.join('|')}`);
     this.tenants = new Map();
+    this.dataDir = dataDir;
     this.defaultBehavior = Object.freeze({ ...DEFAULT_BEHAVIOR, pairing });
   }
 
   tenant(name) {
     let t = this.tenants.get(name);
     if (!t) {
+      const sentLog = new SentLog(this.dataDir, name);
+      const held = new HeldMessages(this.dataDir, name);
       t = {
-        sent: [], behavior: { ...this.defaultBehavior }, socketsCreated: 0, openSockets: 0, maxOpenSockets: 0, current: null, seq: 0,
-        offline: [], // messages WhatsApp holds for the device while its socket is down
+        sent: sentLog.load(), sentLog, behavior: { ...this.defaultBehavior }, socketsCreated: 0, openSockets: 0, maxOpenSockets: 0, current: null, seq: 0,
+        offline: held.load(), // messages WhatsApp holds for the device while its socket is down
+        held,
         withheld: [], // message ids whose server ack is held back
       };
       this.tenants.set(name, t);
@@ -117,7 +199,11 @@ export class SandboxWorld {
     const sock = this.liveSocket(tenant);
     // Like WhatsApp's server: a message for a device that is offline is held and delivered
     // after the next connect, as an 'append' upsert (see SandboxTransport._deliverOffline).
-    if (!sock) this.tenant(tenant).offline.push(msg);
+    if (!sock) {
+      const t = this.tenant(tenant);
+      t.offline.push(msg);
+      t.held.save(t.offline);
+    }
     else sock.emit('messages.upsert', { type: 'notify', messages: [msg] });
     return key.id;
   }
@@ -219,6 +305,7 @@ export class SandboxTransport extends EventEmitter {
   // was offline carries attrs.offline and is upserted as type 'append', not 'notify'.
   _deliverOffline() {
     const held = this.t.offline.splice(0);
+    this.t.held.save(this.t.offline);
     for (const msg of held) this.emit('messages.upsert', { type: 'append', messages: [msg] });
     this.emit('connection.update', { receivedPendingNotifications: true });
   }
@@ -226,6 +313,10 @@ export class SandboxTransport extends EventEmitter {
   // The server's answer to a written message: messages.update with the status code.
   _ack(messageId, code) {
     const sent = this.t.sent.find((s) => s.messageId === messageId);
+    if (sent && code === ACK_CODES.error && !sent.failed) {
+      sent.failed = true;
+      this.t.sentLog.append({ event: 'failed', messageId });
+    }
     this.emit('messages.update', [{ key: { id: messageId, remoteJid: sent?.to, fromMe: true }, update: { status: code } }]);
   }
 
@@ -256,7 +347,9 @@ export class SandboxTransport extends EventEmitter {
     if (b.sendDelayMs) await new Promise((r) => setTimeout(r, b.sendDelayMs));
     if (this.closed) throw boom(428, 'Connection Closed');
     const messageId = `3EB0${crypto.randomBytes(8).toString('hex').toUpperCase()}`;
-    this.t.sent.push({ to: jid, text, messageId, at: new Date().toISOString() });
+    const entry = { to: jid, text, messageId, at: new Date().toISOString() };
+    this.t.sentLog.append({ event: 'sent', ...entry });
+    this.t.sent.push(entry);
     // sendMessage resolves when the frame is written; the server's ack comes after, apart.
     if (b.acks === 'withhold') this.t.withheld.push(messageId);
     else this._later(() => this._ack(messageId, ACK_CODES[b.acks === 'error' ? 'error' : 'server']));
