@@ -26,9 +26,13 @@ def tables_holding(needles: list[str]) -> list[str]:
 
 
 def files_holding(root: Path, needles: list[str]) -> list[str]:
-    """Files under root whose name or content contains a needle."""
+    """Files under root whose name or content contains a needle. The sandbox transport's
+    own directory (`sandbox/`: what the simulated phones received, what WhatsApp's
+    simulated servers hold) stands for the customer's phone, out of reach of an erasure on
+    our side; a real deployment has no such directory."""
     found = []
-    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+    world = Path(root) / "sandbox"
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file() and world not in p.parents):
         content = path.read_bytes()
         if any(n.encode() in content or n in path.name for n in needles):
             found.append(str(path.relative_to(root)))
