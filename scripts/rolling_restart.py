@@ -10,13 +10,10 @@ dead-lettered, lost, answered twice. Lost and twice must be 0.
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
-import tempfile
-from pathlib import Path
 
-from scripts.bench.stack import Stack, http_json, wait_until
+from scripts.bench.stack import http_json, wait_until
 from scripts.soak import SEND_WORKERS, Soak
 
 # The order of a deploy: migrations ran before; web first, then the workers, the
@@ -69,20 +66,7 @@ class RollingRestart(Soak):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=600)
-    parser.add_argument("--minutes", type=float, default=8)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="rolling-") as tmp:
-        stack = Stack(
-            Path(tmp), BOT_DEBOUNCE_SECONDS=0, SEND_LEASE_SECONDS=20, RECONCILE_INTERVAL_SECONDS=2,
-            RECONCILE_GRACE_SECONDS=20, SEND_RETRY_BACKOFF_BASE=1, SEND_RETRY_BACKOFF_CAP=10,
-            TWILIO_READ_TIMEOUT=3, SESSION_HEALTH_INTERVAL_SECONDS=2,
-        )
-        try:
-            return RollingRestart(stack, args.messages, args.minutes).run()
-        finally:
-            stack.stop_all()
+    return RollingRestart.command_line(__doc__, messages=600, minutes=8)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,12 @@ from scripts.bench.stack import Stack, http_json, signed_twilio_form, wait_until
 from whatsapp.text import split_text
 
 TENANT = "bench"
+# Timings short enough for a run of minutes (the defaults are sized for production).
+RUN_TIMINGS = {
+    "BOT_DEBOUNCE_SECONDS": 0, "SEND_LEASE_SECONDS": 20, "RECONCILE_INTERVAL_SECONDS": 2,
+    "RECONCILE_GRACE_SECONDS": 20, "SEND_RETRY_BACKOFF_BASE": 1, "SEND_RETRY_BACKOFF_CAP": 10,
+    "TWILIO_READ_TIMEOUT": 3, "SESSION_HEALTH_INTERVAL_SECONDS": 2,
+}
 SEND_WORKERS = ("send_a", "send_b")
 # A customer text longer than Django's old 64 KB-ish limits cared for (WhatsApp allows
 # 65,536 characters), and a rule whose answer is longer than one part.
@@ -68,6 +74,20 @@ class Soak:
 
     def command(self) -> str:
         return f".venv/bin/python -m scripts.soak --messages {self.messages}  (make soak)"
+
+    @classmethod
+    def command_line(cls, doc: str, messages: int, minutes: float, **stack_env) -> int:
+        """Parse --messages/--minutes, run on a throwaway stack, stop everything after."""
+        parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("--messages", type=int, default=messages)
+        parser.add_argument("--minutes", type=float, default=minutes)
+        args = parser.parse_args()
+        with tempfile.TemporaryDirectory(prefix=f"{cls.record_name}-") as tmp:
+            stack = Stack(Path(tmp), **RUN_TIMINGS, **stack_env)
+            try:
+                return cls(stack, args.messages, args.minutes).run()
+            finally:
+                stack.stop_all()
 
     def __init__(self, stack: Stack, messages: int, minutes: float):
         self.stack = stack
@@ -400,21 +420,8 @@ class Soak:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--minutes", type=float, default=12)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        stack = Stack(
-            Path(tmp), BOT_DEBOUNCE_SECONDS=0, SEND_LEASE_SECONDS=20, RECONCILE_INTERVAL_SECONDS=2,
-            RECONCILE_GRACE_SECONDS=20, SEND_RETRY_BACKOFF_BASE=1, SEND_RETRY_BACKOFF_CAP=10,
-            SEND_AMBIGUOUS_RESOLVE_SECONDS=120, TWILIO_READ_TIMEOUT=3, SESSION_HEALTH_INTERVAL_SECONDS=2,
-            BREAKER_RESET_TIMEOUT=5,
-        )
-        try:
-            return Soak(stack, args.messages, args.minutes).run()
-        finally:
-            stack.stop_all()
+    return Soak.command_line(__doc__, messages=2000, minutes=12,
+                             SEND_AMBIGUOUS_RESOLVE_SECONDS=120, BREAKER_RESET_TIMEOUT=5)
 
 
 if __name__ == "__main__":
