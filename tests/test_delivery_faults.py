@@ -133,18 +133,23 @@ def test_a_long_answer_is_split_at_word_boundaries_and_sent_in_order(tenant, twi
     assert " ".join(bodies).split() == words
 
 
-def test_the_breaker_opens_skips_the_provider_without_a_call_and_recovers(tenant, twilio, settings):
-    settings.BREAKER_FAIL_MAX = 2
-    # Long enough that the breaker is still open at the third call on a loaded machine.
-    settings.BREAKER_RESET_TIMEOUT = 3
+def reply_whose_twilio_breaker_opened(tenant, twilio, settings):
+    """A reply whose two Twilio 503s (BREAKER_FAIL_MAX = 2) opened Twilio's breaker."""
     settings.SEND_RETRY_MAX = 10
     twilio.faults.errors = [(503, 20503), (503, 20503)]
     message = make_reply(tenant)
-
     for _ in range(2):
         assert delivery.deliver(message.pk).retry_in is not None
         type(message).objects.filter(pk=message.pk).update(next_attempt_at=None)
     assert [b["state"] for b in breaker_states()] == ["open"]
+    return message
+
+
+def test_the_breaker_opens_skips_the_provider_without_a_call_and_recovers(tenant, twilio, settings):
+    settings.BREAKER_FAIL_MAX = 2
+    # Long enough that the breaker is still open at the third call on a loaded machine.
+    settings.BREAKER_RESET_TIMEOUT = 3
+    message = reply_whose_twilio_breaker_opened(tenant, twilio, settings)
 
     calls_before = twilio.requests
     decision = delivery.deliver(message.pk)
@@ -167,13 +172,7 @@ def test_a_worker_killed_during_the_breakers_trial_call_does_not_shut_the_provid
     the WhatsApp session was skipped for the rest of the run, and replies that Twilio had
     failed waited forever."""
     settings.BREAKER_FAIL_MAX = 2
-    settings.SEND_RETRY_MAX = 10
-    twilio.faults.errors = [(503, 20503), (503, 20503)]
-    message = make_reply(tenant)
-    for _ in range(2):
-        assert delivery.deliver(message.pk).retry_in is not None
-        type(message).objects.filter(pk=message.pk).update(next_attempt_at=None)
-    assert [b["state"] for b in breaker_states()] == ["open"]
+    message = reply_whose_twilio_breaker_opened(tenant, twilio, settings)
 
     # What the killed worker left behind: the state it wrote, and no probe lock.
     get_breaker(tenant.slug, "twilio").half_open()
