@@ -1,5 +1,7 @@
-"""The delivery policy: one place that decides retry, failover, breaker and dead letter.
-It knows providers only through whatsapp.outbound.providers.base (send, lookup, can_send and the
+"""The delivery executor: it claims a reply, writes its attempts, calls the providers
+through their breakers and pacing, asks whatsapp.outbound.rules (`next_step`, pure) what
+to do about each outcome (done, retry, failover, dead letter) and records that. It knows
+providers only through whatsapp.outbound.providers.base (send, lookup, can_send and the
 kind of a ProviderError).
 
 Invariants:
@@ -15,10 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -38,10 +39,19 @@ from whatsapp.models import (
     Status,
     new_cycle_fields,
 )
+from whatsapp.outbound import rules
 from whatsapp.outbound.answer_parts import answer_parts, edited_fields, part_key, sent_and_unsent
 from whatsapp.outbound.breakers import BreakerOpen, call_through_breaker
 from whatsapp.outbound.providers import get_provider
-from whatsapp.outbound.providers.base import AMBIGUOUS, PACED, PERMANENT, UNAVAILABLE, OutgoingPart, ProviderError
+from whatsapp.outbound.providers.base import (
+    AMBIGUOUS,
+    PACED,
+    PERMANENT,
+    TRANSIENT,
+    UNAVAILABLE,
+    OutgoingPart,
+    ProviderError,
+)
 
 log = logging.getLogger("whatsapp.delivery")
 
@@ -56,24 +66,12 @@ class Decision:
     retry_in: float | None = None
 
 
-@dataclass
-class _ProviderResult:
-    kind: str  # "done", "retry", "next"
-    reason: str = ""
-    error: str = ""
-    retry_in: float | None = None
+def limits() -> rules.Limits:
+    return rules.Limits.from_settings(settings)
 
 
 def backoff_countdown(retries: int) -> float:
-    """Celery's exponential backoff with full jitter, capped, and always well below the
-    broker's visibility timeout (a longer countdown would be delivered twice)."""
-    cap = int(min(settings.SEND_RETRY_BACKOFF_CAP, settings.CELERY_VISIBILITY_TIMEOUT / 4))
-    return max(
-        0.5,
-        get_exponential_backoff_interval(
-            factor=settings.SEND_RETRY_BACKOFF_BASE, retries=retries, maximum=cap, full_jitter=True
-        ),
-    )
+    return rules.backoff(retries, limits())
 
 
 def claim(message_id: int) -> Message | None:
@@ -120,16 +118,10 @@ def deliver(message_id: int) -> Decision:
 
 def _deliver_claimed(message: Message) -> Decision:
     now = timezone.now()
-    if message.deadline_at and now > message.deadline_at:
-        return _dead(message, DeadLetter.Reason.DEADLINE, message.last_error or "delivery deadline passed")
-    if blocked_by_opt_out(message):
-        return _dead(message, DeadLetter.Reason.PERMANENT, OPTED_OUT_ERROR)
-    providers = providers_left(message)
-    if not providers:
-        failed = _cycle_attempts(message).filter(outcome=Outcome.FAILED).order_by("-started_at").first()
-        if failed:
-            return _dead(message, DeadLetter.Reason.UNDELIVERED, failed.error)
-        return _dead(message, DeadLetter.Reason.NO_PROVIDER, "the tenant has no provider enabled")
+    history = _history(message)
+    dead = rules.first_step(history, now)
+    if dead is not None:
+        return _dead(message, dead.reason, dead.error)
 
     # Split to the smallest limit of the tenant's providers, so that a failover mid-answer
     # continues with the same parts.
@@ -141,29 +133,45 @@ def _deliver_claimed(message: Message) -> Decision:
     if message.parts_sent >= len(parts):
         return _finish_sent(message)
 
-    last: _ProviderResult | None = None
-    waiting: list[_ProviderResult] = []
-    for name in providers:
-        result = _try_provider(message, get_provider(name), parts)
-        if result.kind == "done":
-            return _finish_sent(message)
-        if result.kind == "retry":
-            return _schedule_retry(message, result)
-        if result.reason in {"breaker_open", "not_ready"}:
-            waiting.append(result)
-        else:
-            last = result
-        metrics.FAILOVERS.labels(from_provider=name).inc()
-        log.warning("failing over from %s: %s", name, result.error or result.reason, extra={"provider": name})
+    passed_over: tuple[rules.Failover, ...] = ()
+    for name in history.providers:
+        history = replace(history, provider=name, failures={name: _transient_so_far(message, name)},
+                          passed_over=passed_over)
+        failure = _try_provider(message, get_provider(name), parts, history)
+        step = rules.next_step(replace(history, attempts=message.attempt_count), failure, timezone.now())
+        if isinstance(step, rules.Failover) or getattr(step, "round_over", False):
+            metrics.FAILOVERS.labels(from_provider=name).inc()
+            log.warning("failing over from %s: %s", name, failure.error or failure.code, extra={"provider": name})
+        if isinstance(step, rules.Failover):
+            passed_over += (step,)
+            continue
+        return _execute(message, step)
+    raise AssertionError("the rules end every round with a step")  # pragma: no cover
 
-    if waiting and last is None:
-        # Nothing failed for good; providers are only unavailable for now: wait for them.
-        # Wait for the first provider that may take it again (a breaker's half-open time).
-        retry_in = min(r.retry_in if r.retry_in is not None else backoff_countdown(message.attempt_count)
-                       for r in waiting)
-        return _schedule_retry(message, _ProviderResult("retry", waiting[0].reason, waiting[0].error, retry_in))
-    assert last is not None
-    return _dead(message, last.reason or DeadLetter.Reason.PERMANENT, last.error)
+
+def _history(message: Message) -> rules.History:
+    """What the rules know of this reply, read from its rows."""
+    providers = providers_left(message)
+    failed_error = None
+    if not providers:
+        failed = _cycle_attempts(message).filter(outcome=Outcome.FAILED).order_by("-started_at").first()
+        failed_error = failed.error if failed else None
+    opted_out = blocked_by_opt_out(message)
+    return rules.History(
+        providers=tuple(providers), attempts=message.attempt_count, deadline=message.deadline_at,
+        last_error=message.last_error or "", opted_out=opted_out, opted_out_error=OPTED_OUT_ERROR,
+        failed_error=failed_error, limits=limits(),
+    )
+
+
+def _execute(message: Message, step: rules.Step) -> Decision:
+    """Record what the rules decided."""
+    if isinstance(step, rules.Done):
+        return _finish_sent(message)
+    if isinstance(step, rules.Retry):
+        return _schedule_retry(message, step)
+    assert isinstance(step, rules.Dead)
+    return _dead(message, step.reason, step.error)
 
 
 def part_limit(tenant) -> int:
@@ -172,20 +180,22 @@ def part_limit(tenant) -> int:
     return min(get_provider(name).max_body for name in providers)
 
 
-def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResult:
-    """Send every remaining part through one provider."""
-    transient_so_far = message.attempts.filter(
-        provider=provider.name, started_at__gte=message.cycle_started_at or message.created_at,
+def _transient_so_far(message: Message, provider: str) -> int:
+    return message.attempts.filter(
+        provider=provider, started_at__gte=message.cycle_started_at or message.created_at,
         outcome__in=[Outcome.TRANSIENT, Outcome.AMBIGUOUS],
     ).count()
-    if transient_so_far >= settings.SEND_RETRY_MAX:
-        return _ProviderResult("next", DeadLetter.Reason.EXHAUSTED, f"{provider.name}: retries exhausted")
+
+
+def _try_provider(message: Message, provider, parts: list[str], history: rules.History) -> rules.Failure | None:
+    """Send every remaining part through one provider: None when all are sent, else how
+    it failed (for the rules)."""
+    if rules.retries_left(history) <= 0:
+        return rules.Failure(TRANSIENT, f"{provider.name}: retries exhausted")
 
     template = _twilio_template_needed(message) if provider.name == Provider.TWILIO else None
     if template == "missing":
-        return _ProviderResult(
-            "next", DeadLetter.Reason.NO_TEMPLATE, "24-hour window closed and no template configured"
-        )
+        return rules.Failure(PERMANENT, "24-hour window closed and no template configured", rules.CODE_NO_TEMPLATE)
 
     while message.parts_sent < len(parts):
         index = message.parts_sent
@@ -203,13 +213,12 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
             provider_id = call_through_breaker(message.tenant.slug, provider.name, _checked_send, provider, part)
         except BreakerOpen as exc:
             _finish_attempt(attempt, started, Outcome.SKIPPED, str(exc), "breaker_open")
-            return _ProviderResult("next", "breaker_open", str(exc), exc.retry_after)
+            return rules.Failure(UNAVAILABLE, str(exc), rules.CODE_BREAKER_OPEN, exc.retry_after)
         except ProviderError as exc:
             if exc.kind == PACED:
-                # Not a failure: the session's send slot is later. Wait for it; it does not
-                # count as a retry.
+                # Not a failure: the session's send slot is later (the rules wait for it).
                 _finish_attempt(attempt, started, Outcome.SKIPPED, str(exc), exc.code)
-                return _ProviderResult("retry", "paced", str(exc), exc.retry_after)
+                return rules.Failure(PACED, str(exc), exc.code, exc.retry_after)
             outcome = {PERMANENT: Outcome.PERMANENT, AMBIGUOUS: Outcome.AMBIGUOUS}.get(exc.kind, Outcome.TRANSIENT)
             if exc.kind == UNAVAILABLE:
                 outcome = Outcome.SKIPPED
@@ -220,15 +229,15 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
                     break
                 continue
             if exc.kind == UNAVAILABLE:
-                return _ProviderResult("next", "not_ready", str(exc))
+                return rules.Failure(UNAVAILABLE, str(exc), exc.code, exc.retry_after)
             if exc.kind == AMBIGUOUS:
                 resolved = _resolve(message, attempt, provider, part)
                 if resolved == "sent":
                     continue
                 if resolved == "unknown":
-                    return _ProviderResult("retry", DeadLetter.Reason.AMBIGUOUS, str(exc), 5.0)
+                    return rules.Failure(AMBIGUOUS, str(exc), exc.code)
                 if resolved == "failed":
-                    return _ProviderResult("next", DeadLetter.Reason.UNDELIVERED, attempt.error)
+                    return rules.Failure(PERMANENT, attempt.error, rules.CODE_UNDELIVERED)
                 # Certainly not sent: an ordinary transient failure.
             if exc.permanent:
                 note_permanent_refusal(message, exc.code)  # 21610: the customer opted out
@@ -236,20 +245,17 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
                     if message.tenant.twilio_template_sid:
                         template = message.tenant.twilio_template_sid
                         continue
-                    return _ProviderResult("next", DeadLetter.Reason.NO_TEMPLATE, str(exc))
-                return _ProviderResult("next", DeadLetter.Reason.PERMANENT, str(exc))
-            if transient_so_far + 1 >= settings.SEND_RETRY_MAX:
-                return _ProviderResult("next", DeadLetter.Reason.EXHAUSTED, str(exc))
-            retry_in = exc.retry_after or backoff_countdown(transient_so_far)
-            return _ProviderResult("retry", DeadLetter.Reason.EXHAUSTED, str(exc), retry_in)
+                    return rules.Failure(PERMANENT, str(exc), rules.CODE_NO_TEMPLATE)
+                return rules.Failure(PERMANENT, str(exc), exc.code)
+            return rules.Failure(TRANSIENT, str(exc), exc.code, exc.retry_after)
         with transaction.atomic():
             if _finish_attempt(attempt, started, Outcome.ACCEPTED, provider_id=provider_id) == Outcome.FAILED:
                 # Its failure receipt came before the answer: this provider cannot deliver it.
-                return _ProviderResult("next", DeadLetter.Reason.UNDELIVERED, attempt.error)
+                return rules.Failure(PERMANENT, attempt.error, rules.CODE_UNDELIVERED)
             _part_accepted(message, provider.name, provider_id, template)
         if template:
             break  # a template replaces the whole answer
-    return _ProviderResult("done")
+    return None
 
 
 def _checked_send(provider, part: OutgoingPart) -> str:
@@ -365,12 +371,12 @@ def _resolve_unfinished_attempts(message: Message, parts: list[str]) -> Decision
             continue
         resolved = _resolve(message, attempt, provider, part)
         if resolved == "unknown":
-            if timezone.now() - attempt.started_at > timedelta(seconds=settings.SEND_AMBIGUOUS_RESOLVE_SECONDS):
-                return _dead(
-                    message, DeadLetter.Reason.AMBIGUOUS,
-                    f"{attempt.provider} may have sent part {attempt.part}; check before requeueing",
-                )
-            return _schedule_retry(message, _ProviderResult("retry", "ambiguous", "resolving", 5.0))
+            unknown = rules.Failure(
+                AMBIGUOUS, f"{attempt.provider} may have sent part {attempt.part}; check before requeueing",
+                pending_since=attempt.started_at,
+            )
+            history = rules.History(provider=attempt.provider, attempts=message.attempt_count, limits=limits())
+            return _execute(message, rules.next_step(history, unknown, timezone.now()))
     return None
 
 
@@ -473,12 +479,11 @@ def _record_latency(message: Message, now) -> None:
         metrics.END_TO_END.observe((now - inbound_at).total_seconds())
 
 
-def _schedule_retry(message: Message, result: _ProviderResult) -> Decision:
-    retry_in = result.retry_in if result.retry_in is not None else backoff_countdown(message.attempt_count)
-    _release(message, result.error, retry_in)
+def _schedule_retry(message: Message, step: rules.Retry) -> Decision:
+    _release(message, step.error, step.after)
     metrics.RETRIES.inc()
-    log.info("retry scheduled in %.1fs: %s", retry_in, result.error)
-    return Decision(retry_in=retry_in)
+    log.info("retry scheduled in %.1fs: %s", step.after, step.error)
+    return Decision(retry_in=step.after)
 
 
 def _release(message: Message, error: str, retry_in: float) -> None:
