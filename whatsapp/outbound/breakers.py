@@ -4,8 +4,10 @@ every worker process sees the same breaker."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Protocol
 
 import pybreaker
 import redis
@@ -51,22 +53,75 @@ def breaker_name(tenant_slug: str, provider: str) -> str:
     return f"{tenant_slug}:{provider}"
 
 
-_breakers: dict[str, pybreaker.CircuitBreaker] = {}
+@dataclass(frozen=True)
+class BreakerReading:
+    name: str
+    state: str  # pybreaker.STATE_CLOSED, STATE_OPEN or STATE_HALF_OPEN
+    failures: int  # consecutive failures counted towards opening
+    opened_at: datetime | None  # when it last opened (whole seconds, UTC)
+
+    def open_for(self, reset_timeout: float, now: datetime) -> float:
+        """Seconds until an open breaker lets a trial call through (0: now, or not open)."""
+        if self.state != pybreaker.STATE_OPEN or self.opened_at is None:
+            return 0.0
+        return max(0.0, (self.opened_at + timedelta(seconds=reset_timeout) - now).total_seconds())
 
 
-def get_breaker(tenant_slug: str, provider: str) -> pybreaker.CircuitBreaker:
+class BreakerStore(Protocol):
+    """Where one breaker's state lives, shared by every worker process: what pybreaker
+    writes through (`pybreaker_storage`) and what we read (`read`), so that nothing of
+    ours reads pybreaker's private attributes."""
+
+    name: str
+    pybreaker_storage: pybreaker.CircuitBreakerStorage
+
+    def read(self) -> BreakerReading: ...
+
+
+class RedisBreakerStore:
+    """A breaker's state in Redis through pybreaker's public CircuitRedisStorage, under
+    "breaker:<tenant>:<provider>:pybreaker:*"."""
+
+    PREFIX = "breaker:"
+    SUFFIX = f":{pybreaker.CircuitRedisStorage.BASE_NAMESPACE}:state"
+
+    def __init__(self, name: str, client: redis.Redis):
+        self.name = name
+        self.pybreaker_storage = pybreaker.CircuitRedisStorage(
+            pybreaker.STATE_CLOSED, client, namespace=f"{self.PREFIX}{name}"
+        )
+
+    def read(self) -> BreakerReading:
+        storage = self.pybreaker_storage
+        return BreakerReading(self.name, storage.state, storage.counter, storage.opened_at)
+
+    @classmethod
+    def names(cls, client: redis.Redis) -> list[str]:
+        """Every breaker that has a state in Redis."""
+        pattern = f"{cls.PREFIX}*{cls.SUFFIX}".encode()
+        return [key.decode()[len(cls.PREFIX) : -len(cls.SUFFIX)] for key in client.scan_iter(match=pattern, count=500)]
+
+
+class SharedBreaker(pybreaker.CircuitBreaker):
+    """A pybreaker breaker that keeps its store at hand (pybreaker keeps it private)."""
+
+    def __init__(self, store: BreakerStore, **kwargs):
+        super().__init__(state_storage=store.pybreaker_storage, name=store.name, **kwargs)
+        self.store = store
+
+
+_breakers: dict[str, SharedBreaker] = {}
+
+
+def get_breaker(tenant_slug: str, provider: str) -> SharedBreaker:
     name = breaker_name(tenant_slug, provider)
     if name not in _breakers:
-        storage = pybreaker.CircuitRedisStorage(
-            pybreaker.STATE_CLOSED, breaker_redis(), namespace=f"breaker:{name}"
-        )
-        _breakers[name] = pybreaker.CircuitBreaker(
+        _breakers[name] = SharedBreaker(
+            RedisBreakerStore(name, breaker_redis()),
             fail_max=settings.BREAKER_FAIL_MAX,
             reset_timeout=settings.BREAKER_RESET_TIMEOUT,
             exclude=[_is_not_a_health_signal],
             listeners=[LoggingListener()],
-            state_storage=storage,
-            name=name,
             # Keep the provider's own error (with its kind) when the breaker trips.
             throw_new_error_on_trip=False,
         )
@@ -86,13 +141,11 @@ def call_through_breaker(tenant_slug: str, provider: str, func, *args, **kwargs)
     """Call func unless the breaker is open. After the reset timeout only one process
     in the whole system gets the half-open trial call (a Redis lock), the rest skip."""
     breaker = get_breaker(tenant_slug, provider)
-    state = breaker.current_state
-    if state == pybreaker.STATE_OPEN:
-        opened_at = breaker._state_storage.opened_at
-        reopens_at = (opened_at or datetime.now(UTC)) + timedelta(seconds=breaker.reset_timeout)
-        if opened_at and datetime.now(UTC) < reopens_at:
-            remaining = (reopens_at - datetime.now(UTC)).total_seconds()
-            raise BreakerOpen(f"breaker {breaker.name} is open", retry_after=remaining + 0.5)
+    reading = breaker.store.read()
+    state = reading.state
+    remaining = reading.open_for(breaker.reset_timeout, datetime.now(UTC))
+    if remaining > 0:
+        raise BreakerOpen(f"breaker {breaker.name} is open", retry_after=remaining + 0.5)
     if state in (pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN):
         # Half-open in Redis with the probe lock free means the worker making the trial
         # call died during it (SIGKILL, OOM): its lock expired, but pybreaker's state stays
@@ -118,14 +171,12 @@ def _call(breaker, func, *args, **kwargs):
 def breaker_states() -> list[dict]:
     """Every breaker known to Redis, for the admin and /metrics."""
     rows = []
-    r = breaker_redis()
-    # pybreaker keys look like "<namespace>:pybreaker:state".
-    for key in r.scan_iter(match=b"breaker:*:pybreaker:state", count=500):
-        name = key.decode()[len("breaker:") : -len(":pybreaker:state")]
-        state = (r.get(key) or b"closed").decode()
-        fails = int(r.get(f"breaker:{name}:pybreaker:fail_counter") or 0)
+    client = breaker_redis()
+    for name in RedisBreakerStore.names(client):
+        reading = RedisBreakerStore(name, client).read()
         tenant, _, provider = name.partition(":")
-        rows.append({"name": name, "tenant": tenant, "provider": provider, "state": state, "failures": fails})
+        rows.append({"name": name, "tenant": tenant, "provider": provider, "state": reading.state,
+                     "failures": reading.failures})
     return sorted(rows, key=lambda row: row["name"])
 
 
