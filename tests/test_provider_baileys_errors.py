@@ -1,7 +1,7 @@
 """The sidecar's answers, sorted into kinds (whatsapp.outbound.providers.baileys): the
 real provider (requests, pacing in the suite's Redis) talks over a real socket to a local
 server that answers the way the sidecar's POST /sessions/{tenant}/messages does
-(whatsapp/sidecar/src/session-manager.js `send`, app.js; DESIGN.md "Sidecar contract"),
+(whatsapp/sidecar/src/session-manager.js `send`, app.js; DESIGN.md "The sidecar contract"),
 or fails the way a network does.
 
 What each kind means for a reply is the delivery rules' job (test_delivery_rules.py)."""
@@ -146,3 +146,29 @@ def test_a_lookup_that_cannot_tell_stays_ambiguous(baileys, server):
     with pytest.raises(ProviderError) as caught:
         baileys.lookup(part(), since=None)
     assert (caught.value.kind, caught.value.code) == (AMBIGUOUS, "lookup")
+
+
+def test_a_key_used_for_other_text_is_refused_for_good_not_retried_against_the_sessions_health(baileys, server):
+    """Fixed: 409 idempotency_key_conflict was transient: retried until exhausted, each
+    time counted against the session's breaker, though the sidecar refuses it the same way
+    every time. Now permanent: the next provider at once."""
+    error = failure(baileys, sidecar_error(409, "idempotency_key_conflict",
+                                           "this key was used for a different recipient or text"), server=server)
+    assert (error.kind, error.code) == (PERMANENT, "idempotency_key_conflict")
+    assert error.says_nothing_of_health
+
+
+def test_a_200_without_a_message_id_is_ambiguous(baileys, server):
+    """Fixed: it was transient, though the sidecar may have sent it; now its record of the
+    key is asked first (lookup)."""
+    error = failure(baileys, Answer(200, {"status": "sent"}), server=server)
+    assert (error.kind, error.code) == (AMBIGUOUS, "no_message_id")
+
+
+def test_an_unresolvable_sidecar_host_carried_nothing_and_is_transient(baileys, settings):
+    """Fixed: only "refused" counted as never sent; a name that does not resolve was
+    ambiguous, and a reply could end as a dead letter "may have been sent" when nothing
+    had left."""
+    settings.SIDECAR_URL = "http://sidecar.invalid:3001"  # .invalid never resolves (RFC 2606)
+    error = failure(BaileysProvider())
+    assert (error.kind, error.code) == (TRANSIENT, "sidecar_down")

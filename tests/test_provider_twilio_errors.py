@@ -126,3 +126,19 @@ def test_an_accepted_message_returns_twilios_sid(twilio, server):
     method, path, body = server.requests[0]
     assert method == "POST" and path.endswith("/Messages.json")
     assert b"To=whatsapp%3A%2B15551234567" in body
+
+
+def test_an_accepted_send_whose_answer_cannot_be_read_is_ambiguous_not_retried(twilio, server):
+    """Fixed: a 2xx whose body is garbled (a proxy, a cut connection) was transient, and
+    the retry would have sent the customer a second copy of what Twilio had created."""
+    garbled = failure(twilio, Answer(201, raw=b"<html>OK</html>"), server=server)
+    assert (garbled.kind, garbled.code) == (AMBIGUOUS, "unreadable_answer")
+    # Fixed too: a 2xx without a sid was taken as sent, with no id for receipts to find.
+    no_sid = failure(twilio, Answer(201, {"status": "queued"}), server=server)
+    assert (no_sid.kind, no_sid.code) == (AMBIGUOUS, "no_sid")
+
+
+def test_an_unresolvable_host_carried_nothing_and_is_transient(twilio, settings):
+    settings.TWILIO_API_BASE_URL = "http://twilio-api.invalid"  # .invalid never resolves (RFC 2606)
+    error = failure(TwilioProvider())
+    assert (error.kind, error.code) == (TRANSIENT, "connection")

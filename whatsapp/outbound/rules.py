@@ -3,7 +3,7 @@ failed, what the send task does next. Pure (no ORM, no Redis; the clock and the 
 are arguments) so that every rule is a unit test; whatsapp.outbound.delivery executes
 the step: it keeps the claim, writes the attempts, calls the providers and records.
 
-Rules (DESIGN.md, "Delivery policy"):
+Rules:
 - The reply is dead at once when its deadline has passed, when the customer opted out,
   and when the tenant has no provider left (a failure receipt after acceptance takes a
   provider out of this cycle).

@@ -16,6 +16,7 @@ from whatsapp.outbound.providers.base import (
     OutgoingPart,
     ProviderError,
 )
+from whatsapp.outbound.providers.http_errors import request_never_left
 
 
 class BaileysProvider:
@@ -57,8 +58,8 @@ class BaileysProvider:
         try:
             response = self.session.post(self._url(part.message, "/messages"), json=payload, timeout=self.timeout)
         except requests.ConnectionError as exc:
-            if "refused" in str(exc).lower():
-                raise ProviderError(f"sidecar refused the connection: {exc}", TRANSIENT, "sidecar_down") from exc
+            if request_never_left(exc):  # refused, unresolvable, connect timeout
+                raise ProviderError(f"sidecar unreachable: {exc}", TRANSIENT, "sidecar_down") from exc
             raise ProviderError(f"sidecar connection lost: {exc}", AMBIGUOUS, "connection") from exc
         except requests.Timeout as exc:
             raise ProviderError(f"sidecar did not answer: {exc}", AMBIGUOUS, "read_timeout") from exc
@@ -76,15 +77,21 @@ class BaileysProvider:
             body = response.json()
         except ValueError:
             body = {}
-        if response.status_code == 200 and body.get("messageId"):
+        if 200 <= response.status_code < 300 and body.get("messageId"):
             return body["messageId"]
         error = body.get("error") or f"http_{response.status_code}"
         detail = f"sidecar {response.status_code} {error}: {body.get('detail', '')}".strip()
         if response.status_code == 504 or error in {"send_timeout", "outcome_unknown"}:
             raise ProviderError(detail, AMBIGUOUS, error)
+        if 200 <= response.status_code < 300:
+            # The sidecar took it but the answer has no WhatsApp id: it may have been
+            # sent; its record of the key says (lookup).
+            raise ProviderError(f"sidecar {response.status_code} without a messageId", AMBIGUOUS, "no_message_id")
         if response.status_code == 409 and error == "not_ready":
             raise ProviderError(detail, UNAVAILABLE, error)
-        if response.status_code == 400:
+        if response.status_code == 400 or (response.status_code == 409 and error == "idempotency_key_conflict"):
+            # A key already used for another recipient or text is refused the same way
+            # every time, and says nothing of the session's health.
             raise ProviderError(detail, PERMANENT, error)
         raise ProviderError(detail, TRANSIENT, error)
 

@@ -3,6 +3,7 @@ when set), with every error sorted into transient, permanent or ambiguous."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import requests
@@ -12,6 +13,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from whatsapp.outbound.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, OutgoingPart, ProviderError
+from whatsapp.outbound.providers.http_errors import request_never_left
 
 # Twilio error codes that will fail the same way every time.
 PERMANENT_CODES = {
@@ -56,19 +58,16 @@ def classify(exc: Exception) -> ProviderError:
         return ProviderError(message, TRANSIENT, code or status)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return ProviderError(f"connect timeout: {exc}", TRANSIENT, "connect_timeout")
-    if isinstance(exc, requests.exceptions.ConnectionError) and not _request_may_have_left(exc):
+    if isinstance(exc, requests.exceptions.ConnectionError) and request_never_left(exc):
         return ProviderError(f"connection refused: {exc}", TRANSIENT, "connection")
     if isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError)):
         # The request was written; Twilio may have accepted it.
         return ProviderError(f"no answer after sending: {exc}", AMBIGUOUS, "read_timeout")
+    if isinstance(exc, json.JSONDecodeError):
+        # The twilio client parses the body only of a 2xx answer (an error's body is read
+        # inside its exception): Twilio created the message and the answer was garbled.
+        return ProviderError(f"unreadable answer to a send: {exc}", AMBIGUOUS, "unreadable_answer")
     return ProviderError(f"{type(exc).__name__}: {exc}", TRANSIENT, "error")
-
-
-def _request_may_have_left(exc: requests.exceptions.ConnectionError) -> bool:
-    """A refused or unresolvable connection never carried the request; a reset or a
-    dropped connection after connecting may have."""
-    text = str(exc).lower()
-    return not any(s in text for s in ("refused", "name or service", "failed to resolve", "no route", "newconnectionerror"))
 
 
 class TwilioProvider:
@@ -98,8 +97,6 @@ class TwilioProvider:
                 f"{settings.PUBLIC_BASE_URL}/webhooks/twilio/{part.message.tenant.slug}/status/?key={part.key}"
             )
         if part.template_sid:
-            import json
-
             kwargs["content_sid"] = part.template_sid
             kwargs["content_variables"] = json.dumps(part.template_variables)
         else:
@@ -108,6 +105,9 @@ class TwilioProvider:
             created = self.client.messages.create(**kwargs)
         except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes raw
             raise classify(exc) from exc
+        if not created.sid:
+            # Accepted, but without the sid that receipts and lookups need: find it by lookup.
+            raise ProviderError("Twilio accepted the send but returned no sid", AMBIGUOUS, "no_sid")
         return created.sid
 
     def lookup(self, part: OutgoingPart, since) -> str | None:
