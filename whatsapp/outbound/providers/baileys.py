@@ -7,6 +7,7 @@ import requests
 from django.conf import settings
 
 from whatsapp.outbound import pacing
+from whatsapp.outbound.presence import presence_for
 from whatsapp.outbound.providers.base import (
     AMBIGUOUS,
     PACED,
@@ -16,6 +17,7 @@ from whatsapp.outbound.providers.base import (
     OutgoingPart,
     ProviderError,
 )
+from whatsapp.outbound.session_content import media_payload
 
 
 class BaileysProvider:
@@ -54,8 +56,16 @@ class BaileysProvider:
                 f"paced: the next send slot is in {slot.wait:.1f} s", PACED, pacing.PACED, retry_after=slot.wait
             )
         payload = {"to": self.recipient(part), "text": part.text, "idempotencyKey": part.key}
+        timeout = self.timeout
+        if part.media is not None:
+            payload["media"] = media_payload(part.media)
+        presence = presence_for(part)
+        if presence is not None:
+            # The sidecar shows "typing..." before it sends: the answer comes that much later.
+            payload["presence"] = presence
+            timeout = (timeout[0], timeout[1] + presence["typingMs"] / 1000)
         try:
-            response = self.session.post(self._url(part.message, "/messages"), json=payload, timeout=self.timeout)
+            response = self.session.post(self._url(part.message, "/messages"), json=payload, timeout=timeout)
         except requests.ConnectionError as exc:
             if "refused" in str(exc).lower():
                 raise ProviderError(f"sidecar refused the connection: {exc}", TRANSIENT, "sidecar_down") from exc

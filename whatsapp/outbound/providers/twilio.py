@@ -11,6 +11,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from whatsapp.media.signed import signed_url
 from whatsapp.outbound.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, OutgoingPart, ProviderError
 
 # Twilio error codes that will fail the same way every time.
@@ -103,7 +104,12 @@ class TwilioProvider:
             kwargs["content_sid"] = part.template_sid
             kwargs["content_variables"] = json.dumps(part.template_variables)
         else:
-            kwargs["body"] = part.text
+            if part.text or not part.media:
+                kwargs["body"] = part.text
+            if part.media is not None:
+                # Twilio fetches the file itself from a public URL (MediaUrl), so it gets a
+                # signed, expiring one under PUBLIC_BASE_URL (whatsapp.media.signed).
+                kwargs["media_url"] = [signed_url(part.media)]
         try:
             created = self.client.messages.create(**kwargs)
         except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes raw
