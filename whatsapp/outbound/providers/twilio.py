@@ -30,6 +30,8 @@ RETRYABLE_CODES = {20429, 63018, 20500, 20503}  # rate limits and Twilio-side tr
 # What the ErrorCode of a failed/undelivered status callback means, for the dead letter
 # staff read (https://www.twilio.com/docs/api/errors).
 ERROR_MEANINGS = {
+    "11200": "Twilio could not fetch the media file from our signed URL (HTTP retrieval failure)",
+    "12300": "Twilio does not accept the media file's Content-Type",
     "30003": "unreachable destination handset",
     "30005": "unknown destination handset",
     "30006": "landline or unreachable carrier",
