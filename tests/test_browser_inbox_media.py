@@ -52,7 +52,7 @@ def test_photos_show_as_thumbnails_and_staff_attach_one_to_a_reply(
     question = Message.objects.create(tenant=tenant, contact=contact, direction=Direction.INBOUND,
                                       status=Status.ANSWERED, body="Is this cake still available?", media_type="image")
     theirs = MediaFile(message=question, content_type="image/png", state="stored")
-    theirs.file.save(".png", ContentFile(png(40, 30, (200, 40, 40))), save=True)
+    theirs.file.save(".png", ContentFile(png(160, 120, (200, 40, 40))), save=True)
 
     log_in(page, staff)
     page.goto(page.url.split("/admin/")[0] + f"/admin/inbox/acme/{contact.pk}/")
@@ -63,7 +63,7 @@ def test_photos_show_as_thumbnails_and_staff_attach_one_to_a_reply(
     assert "Is this cake still available?" in page.inner_text(".bubble.in")
 
     photo = tmp_path / "our-cake.png"
-    photo.write_bytes(png(32, 32, (40, 160, 40)))
+    photo.write_bytes(png(120, 120, (40, 160, 40)))
     page.fill("#reply-form textarea", "Yes, this one")
     page.set_input_files("#reply-form input[type=file]", str(photo))
     page.click("#reply-form input[type=submit]")
