@@ -17,6 +17,8 @@ from tests.media_helpers import JPEG
 from whatsapp.media.models import MediaFile
 from whatsapp.media.signed import signed_url
 from whatsapp.models import Contact, Direction, Message, Status
+from whatsapp.outbound.providers.base import PERMANENT, OutgoingPart, ProviderError
+from whatsapp.outbound.providers.twilio import TwilioProvider
 
 pytestmark = pytest.mark.django_db
 
@@ -157,3 +159,13 @@ def test_a_customers_file_never_gets_a_public_url_even_with_a_valid_signature(cl
     photo.file.save(".jpg", ContentFile(JPEG), save=True)
     path = signed_url(photo).removeprefix("https://bot.example.com")
     assert client.get(path).status_code == 404
+
+
+def test_without_a_public_base_url_twilio_refuses_a_file_for_good_with_a_reason(staff_client, contact, settings):
+    reply(staff_client, contact, body="x")
+    message = Message.objects.get(direction=Direction.OUTBOUND)
+    settings.PUBLIC_BASE_URL = ""
+    part = OutgoingPart(message=message, to=contact.phone, text="x", key="k:0", media=message.media.get())
+    with pytest.raises(ProviderError) as refused:
+        TwilioProvider().send(part)  # before any request: nothing reaches Twilio
+    assert refused.value.kind == PERMANENT and "PUBLIC_BASE_URL" in str(refused.value)

@@ -111,6 +111,9 @@ class TwilioProvider:
             if part.media is not None:
                 # Twilio fetches the file itself from a public URL (MediaUrl), so it gets a
                 # signed, expiring one under PUBLIC_BASE_URL (whatsapp.media.signed).
+                if not settings.PUBLIC_BASE_URL:
+                    raise ProviderError("PUBLIC_BASE_URL is not set: Twilio cannot fetch the file", PERMANENT,
+                                        "no_public_url")
                 kwargs["media_url"] = [signed_url(part.media)]
         try:
             created = self.client.messages.create(**kwargs)
