@@ -19,6 +19,8 @@ from whatsapp.outbound.providers.base import (
 )
 from whatsapp.outbound.session_content import media_payload
 
+MEDIA_UPLOAD_SECONDS = 15.0
+
 
 class BaileysProvider:
     name = "baileys"
@@ -59,6 +61,10 @@ class BaileysProvider:
         timeout = self.timeout
         if part.media is not None:
             payload["media"] = media_payload(part.media)
+            # The session uploads the file to WhatsApp before it sends (bounded by the
+            # sidecar's send timeout, 15 s by default): wait for that too, rather than
+            # make a slow upload an unknown outcome to resolve.
+            timeout = (timeout[0], timeout[1] + MEDIA_UPLOAD_SECONDS)
         presence = presence_for(part)
         if presence is not None:
             # The sidecar shows "typing..." before it sends: the answer comes that much later.
