@@ -224,6 +224,18 @@ MEDIA_ALLOWED_TYPES = env.list("MEDIA_ALLOWED_TYPES", default=[
     "image/jpeg", "image/png", "image/webp", "audio/ogg", "audio/mpeg", "audio/mp4", "audio/amr", "audio/aac",
     "video/mp4", "video/3gpp", "application/pdf", "text/plain", "text/vcard",
 ])
+# Staff media (a photo or document sent from the inbox, docs/MEDIA.md). 5 MB is Twilio's
+# limit for a WhatsApp image (16 MB for a whole message).
+STAFF_MEDIA_MAX_BYTES = env.int("STAFF_MEDIA_MAX_BYTES", default=5 * 1024 * 1024)
+STAFF_MEDIA_TYPES = env.list("STAFF_MEDIA_TYPES", default=["image/jpeg", "image/png", "application/pdf"])
+# Twilio fetches a staff file from a signed URL under PUBLIC_BASE_URL; it expires after this.
+MEDIA_URL_MAX_AGE = env.int("MEDIA_URL_MAX_AGE", default=3600)
+# Presence through the session (Tenant.session_presence): "typing..." lasts
+# PRESENCE_TYPING_BASE + characters / PRESENCE_TYPING_CHARS_PER_SECOND seconds, at most
+# PRESENCE_TYPING_MAX (and never longer than one pacing interval).
+PRESENCE_TYPING_BASE = env.float("PRESENCE_TYPING_BASE", default=0.5)
+PRESENCE_TYPING_CHARS_PER_SECOND = env.float("PRESENCE_TYPING_CHARS_PER_SECOND", default=30.0)
+PRESENCE_TYPING_MAX = env.float("PRESENCE_TYPING_MAX", default=4.0)
 # Speech to text: an OpenAI-compatible POST {base}/audio/transcriptions (OpenAI, a
 # self-hosted Whisper server). LLM_API_KEY is sent only when this is LLM_BASE_URL.
 TRANSCRIPTION_BASE_URL = env.str("TRANSCRIPTION_BASE_URL", default=LLM_BASE_URL).rstrip("/")

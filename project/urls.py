@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, reverse_lazy
 
 from whatsapp.inbound import views
+from whatsapp.media.signed import signed_file
 
 # The admin's "View site" link: this project has no public site, the staff dashboard is
 # the useful place to land.
@@ -16,4 +17,6 @@ urlpatterns = [
     path("webhooks/twilio/<str:tenant>/status/", views.TwilioStatus.as_view(), name="twilio-status"),
     path("webhooks/baileys/<str:tenant>/", views.BaileysInbound.as_view(), name="baileys-inbound"),
     path("webhooks/baileys/<str:tenant>/status/", views.BaileysStatus.as_view(), name="baileys-status"),
+    # A staff file, for Twilio to fetch (signed and expiring: whatsapp.media.signed).
+    path("media/out/<str:token>/", signed_file, name="media-signed"),
 ]

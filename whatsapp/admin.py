@@ -85,7 +85,7 @@ class TenantAdmin(TenantConnectAdminMixin, BotTestAdminMixin, admin.ModelAdmin):
             "bot_engine", "greeting", "fallback_reply", "non_text_reply", "system_prompt", "business_facts",
             "debounce_seconds", "bot_test_link",
         )}),
-        ("Media", {"fields": ("transcribe_voice_notes", "llm_accepts_images")}),
+        ("Media", {"fields": ("transcribe_voice_notes", "llm_accepts_images", "session_presence")}),
         ("LLM (empty: server defaults)", {"classes": ("collapse",), "fields": (
             "llm_base_url", "llm_model", "llm_temperature", "llm_max_tokens", "llm_api_key", "clear_llm_api_key",
         )}),

@@ -81,6 +81,11 @@ class Tenant(models.Model):
     llm_accepts_images = models.BooleanField(
         default=False, help_text="The LLM model sees images: photos are sent to it as image content.",
     )
+    # Through the WhatsApp Web session only (docs/MEDIA.md, "Presence").
+    session_presence = models.BooleanField(
+        default=False, help_text="WhatsApp Web session: mark the customer's messages read and show "
+                                 "'typing...' before each reply, for a time that grows with its length.",
+    )
     retention_days = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="Messages older than this many days are deleted. Empty: RETENTION_DAYS.",

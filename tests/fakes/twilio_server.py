@@ -32,6 +32,18 @@ What it models, with the documentation it follows:
   https://www.twilio.com/docs/usage/security#http-authentication
   https://www.twilio.com/docs/messaging/api/media-resource
   https://www.twilio.com/docs/messaging/guides/webhook-request (NumMedia, MediaUrl0...)
+- Outbound media: `MediaUrl`, a form field repeated once per file (at most 10); with it,
+  Body may be left out. Twilio accepts the message (201, queued, num_media) and then
+  fetches every URL itself, without credentials, following redirects; a URL it cannot
+  fetch (unreachable, 4xx/5xx, e.g. an expired signed URL) fails the message with 11200
+  "HTTP retrieval failure", a Content-Type it does not accept for WhatsApp with 12300
+  "Invalid Content-Type", more than the size limit (16 MB per message, 5 MB for an image)
+  too; the failure comes as the status callback (failed + ErrorCode), never as the
+  answer to the create request. The fetched bytes are kept (`fetched_media`) so a test can
+  compare what the customer received.
+  https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource (MediaUrl)
+  https://www.twilio.com/docs/whatsapp/guidance-whatsapp-media-messages (types and size limits)
+  https://www.twilio.com/docs/api/errors/11200 (HTTP retrieval failure)
 - The Message resource does not return the StatusCallback URL or the ContentSid: a
   client cannot find its own key in a listed message (we keep both privately).
 
@@ -65,7 +77,17 @@ from tests.fakes.base import FakeServer, JsonHandler
 MAX_PAGE_SIZE = 1000  # Twilio's documented maximum
 DEFAULT_PAGE_SIZE = 50
 # Kept on the stored message but not part of Twilio's Message resource.
-PRIVATE_FIELDS = {"content_sid", "content_variables", "status_callback", "posted_body"}
+PRIVATE_FIELDS = {"content_sid", "content_variables", "status_callback", "posted_body", "media_urls",
+                  "fetched_media"}
+MAX_MEDIA = 10
+# What Twilio accepts as WhatsApp media (guidance-whatsapp-media-messages), and its limits.
+WHATSAPP_MEDIA_TYPES = {"image/jpeg", "image/png", "image/webp", "audio/ogg", "audio/amr", "audio/3gpp", "audio/aac",
+                        "audio/mpeg", "video/mp4", "application/pdf", "application/msword", "text/vcard",
+                        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+MESSAGE_MEDIA_LIMIT = 16 * 1024 * 1024
+IMAGE_LIMIT = 5 * 1024 * 1024
 
 
 @dataclass
@@ -208,8 +230,9 @@ class FakeTwilio(FakeServer):
                 return "accept_then_hang", None
             return "ok", None
 
-    def _record(self, form: dict) -> dict:
+    def _record(self, form: dict, media_urls: list[str] | None = None) -> dict:
         now = self.now()
+        media_urls = media_urls or []
         body = form.get("Body", "")
         if form.get("ContentSid"):
             # Twilio fills `body` with the rendered template; this stands for it.
@@ -226,7 +249,9 @@ class FakeTwilio(FakeServer):
             "status": "queued",
             "direction": "outbound-api",
             "num_segments": "1",
-            "num_media": "0",
+            "num_media": str(len(media_urls)),
+            "media_urls": media_urls,
+            "fetched_media": [],  # what Twilio fetched: {"url", "content_type", "data"}
             "price": None,
             "price_unit": "USD",
             "api_version": "2010-04-01",
@@ -253,6 +278,11 @@ class FakeTwilio(FakeServer):
     def _lifecycle(self, resource: dict) -> None:
         self._callback(resource, "queued")
         time.sleep(self.faults.queued_seconds)
+        media_error = self._fetch_media(resource)
+        if media_error:
+            self._count("media_fetch_failed")
+            self._change(resource, "failed", media_error)
+            return
         failure = self.faults.receipt_failures.get(resource["to"].removeprefix("whatsapp:"))
         if failure:
             self._count(f"receipt_{failure[0]}")
@@ -265,6 +295,27 @@ class FakeTwilio(FakeServer):
             self._change(resource, failure[0], failure[1])
         else:
             self._change(resource, "delivered")
+
+    def _fetch_media(self, resource: dict) -> int | None:
+        """Fetch every MediaUrl as Twilio does (no credentials, redirects followed); the
+        error code that fails the message, or None."""
+        total = 0
+        for url in resource["media_urls"]:
+            try:
+                answer = requests.get(url, timeout=10, allow_redirects=True)
+            except requests.RequestException:
+                return 11200
+            if not 200 <= answer.status_code < 300:
+                return 11200
+            content_type = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if content_type not in WHATSAPP_MEDIA_TYPES:
+                return 12300
+            total += len(answer.content)
+            if total > MESSAGE_MEDIA_LIMIT or (content_type.startswith("image/") and len(answer.content) > IMAGE_LIMIT):
+                return 11200
+            with self.lock:
+                resource["fetched_media"].append({"url": url, "content_type": content_type, "data": answer.content})
+        return None
 
     def _change(self, resource: dict, status: str, error_code: int | None = None) -> None:
         now = self.now()
@@ -436,7 +487,8 @@ class FakeTwilio(FakeServer):
                     return self._media(parsed)
                 if parsed.path == "/_fake/messages":
                     with fake.lock:
-                        return self._send(200, {"messages": [{k: v for k, v in m.items() if not k.startswith("_")}
+                        return self._send(200, {"messages": [{k: v for k, v in m.items()
+                                                              if not k.startswith("_") and k != "fetched_media"}
                                                              for m in fake.messages], "requests": fake.requests,
                                               "injected": dict(fake.injected)})
                 sid = self._message_sid()
@@ -473,9 +525,15 @@ class FakeTwilio(FakeServer):
                     return self._not_found()
                 if not self._authorized():
                     return self._send(401, {"code": 20003, "message": "Authenticate", "status": 401})
-                form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-                if not form.get("To") or not form.get("From") or not (form.get("Body") or form.get("ContentSid")):
+                fields = parse_qs(raw.decode())
+                form = {k: v[0] for k, v in fields.items()}
+                media_urls = fields.get("MediaUrl", [])  # repeated, one per file
+                if not form.get("To") or not form.get("From") or not (
+                        form.get("Body") or form.get("ContentSid") or media_urls):
                     return self._send(400, {"code": 21602, "message": "Message body is required.", "status": 400})
+                if len(media_urls) > MAX_MEDIA or not all(urlparse(u).scheme in {"http", "https"} and urlparse(u).netloc
+                                                          for u in media_urls):
+                    return self._send(400, {"code": 21620, "message": "Invalid media URL(s)", "status": 400})
                 if fake.faults.delay_seconds:
                     time.sleep(fake.faults.delay_seconds)
                 action, detail = fake._decide(form)
@@ -486,7 +544,7 @@ class FakeTwilio(FakeServer):
                     status, code = detail
                     return self._send(status, {"code": code, "message": f"fake error {code}", "status": status,
                                                "more_info": f"https://www.twilio.com/docs/errors/{code}"})
-                resource = fake._record(form)
+                resource = fake._record(form, media_urls)
                 if action == "accept_then_hang":
                     time.sleep(fake.faults.hang_seconds)
                 return self._send(201, fake.public(resource))

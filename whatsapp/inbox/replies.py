@@ -15,6 +15,7 @@ from django.utils import timezone
 from whatsapp import pipeline
 from whatsapp.inbox import state
 from whatsapp.inbox.models import PauseReason
+from whatsapp.media.outbound import MediaRefused, Upload, attach, check_upload
 from whatsapp.models import Contact, Direction, Message, Provider, Status
 from whatsapp.outbound.delivery import TWILIO_WINDOW
 
@@ -53,12 +54,17 @@ def twilio_window(contact: Contact) -> Window:
     )
 
 
-def send_staff_reply(contact: Contact, author, body: str) -> Message:
+def send_staff_reply(contact: Contact, author, body: str, upload=None) -> Message:
+    """`upload`: a photo or document (Django's UploadedFile), `body` then its caption."""
     body = (body or "").strip()
-    if not body:
+    if not body and upload is None:
         raise ReplyRefused("Write a message first.")
     if len(body) > MAX_BODY:
         raise ReplyRefused(f"At most {MAX_BODY} characters.")
+    try:
+        media = check_upload(upload) if upload is not None else None
+    except MediaRefused as exc:
+        raise ReplyRefused(str(exc)) from None
     window = twilio_window(contact)
     only_twilio = contact.tenant.provider_order() == [Provider.TWILIO]
     if only_twilio and window.blocks_free_text and not window.template_sid:
@@ -70,7 +76,7 @@ def send_staff_reply(contact: Contact, author, body: str) -> Message:
             raise ReplyRefused("The customer opted out: nothing can be sent until they write START.")
         if not conversation.bot_paused:
             state.pause(contact, PauseReason.STAFF, by=author, note=f"{author} replied")
-        reply = create_outbound(contact, body, "staff", author=author)
+        reply = create_outbound(contact, body, "staff", author=author, media=media)
         Message.objects.filter(
             contact=contact, direction=Direction.INBOUND, status__in=[Status.WAITING, Status.RECEIVED]
         ).update(status=Status.ANSWERED, updated_at=timezone.now())
@@ -82,11 +88,14 @@ def send_staff_reply(contact: Contact, author, body: str) -> Message:
     return reply
 
 
-def create_outbound(contact: Contact, body: str, engine: str, author=None) -> Message:
+def create_outbound(contact: Contact, body: str, engine: str, author=None, media: Upload | None = None) -> Message:
     """A message to the customer that answers no message of theirs in particular (a staff
-    reply, the away message), sent after commit by the ordinary send task."""
+    reply, the away message), sent after commit by the ordinary send task. With `media`,
+    the file goes with it and `body` is its caption."""
     message = Message.objects.new_outbound(tenant=contact.tenant, contact=contact, body=body, author=author,
-                                           engine=engine)
+                                           engine=engine, media_type=media.kind if media else "text")
+    if media is not None:
+        attach(message, media)
     pipeline.enqueue_send_on_commit(message.pk)
     return message
 

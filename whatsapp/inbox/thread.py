@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from whatsapp.inbox.models import Conversation, ConversationEvent
 from whatsapp.inbox.replies import twilio_window
+from whatsapp.media.preview import render_preview
 from whatsapp.models import Contact, DeadLetter, Direction, Message, Status
 
 # WhatsApp's ticks: one grey (sent), two grey (delivered), two blue (read).
@@ -38,6 +39,14 @@ def _message_item(message: Message, letters: dict[int, DeadLetter]) -> dict:
     if message.direction == Direction.OUTBOUND:
         item.update(author=_author(message), staff=bool(message.author_id), provider=message.provider,
                     engine=message.engine, ticks=TICKS.get(message.status, ""))
+    if message.media_type != "text":
+        # Escaped by format_html (whatsapp.media.preview): the page inserts it as HTML.
+        item["media"] = [
+            str(render_preview(m, reverse("inbox-media", args=[message.tenant.slug, message.contact_id, m.pk])))
+            for m in message.media.all()
+        ]
+        if item["body"].startswith(f"[{message.media_type}]") and item["media"]:
+            item["body"] = message.body  # the preview shows what it is
     letter = letters.get(message.pk)
     if letter is not None:
         item["dead_letter"] = {
@@ -55,7 +64,7 @@ def _event_item(event: ConversationEvent) -> dict:
 
 def thread(contact: Contact, limit: int = 200) -> dict:
     messages = list(
-        Message.objects.filter(contact=contact).select_related("author").order_by("-created_at", "-pk")[:limit]
+        Message.objects.filter(contact=contact).select_related("author", "tenant").prefetch_related("media").order_by("-created_at", "-pk")[:limit]
     )
     letters = {
         dl.message_id: dl

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
@@ -19,6 +20,8 @@ from whatsapp.inbox.listing import FILTERS, conversations
 from whatsapp.inbox.models import PauseReason
 from whatsapp.inbox.replies import ReplyRefused, send_staff_reply
 from whatsapp.inbox.thread import thread
+from whatsapp.media.models import MediaFile
+from whatsapp.media.serve import file_response
 from whatsapp.models import Contact, Tenant
 from whatsapp.text import normalize_phone
 
@@ -70,7 +73,7 @@ def conversation(request, slug: str, contact_id: int):
     state.conversation_of(contact)
     state.mark_read(contact)
     context = _context(request, f"{contact.name or 'Customer'} …{contact_tail(contact)}", tenant=contact.tenant,
-                       contact=contact)
+                       contact=contact, staff_media_types=",".join(settings.STAFF_MEDIA_TYPES))
     return TemplateResponse(request, "admin/whatsapp/inbox/conversation.html", context)
 
 
@@ -102,7 +105,7 @@ def hand_back(request, slug: str, contact_id: int):
 def reply(request, slug: str, contact_id: int):
     contact = _contact(slug, contact_id)
     try:
-        send_staff_reply(contact, request.user, request.POST.get("body", ""))
+        send_staff_reply(contact, request.user, request.POST.get("body", ""), request.FILES.get("file"))
     except ReplyRefused as exc:
         if request.headers.get("Accept") == "application/json":
             return JsonResponse({"ok": False, "error": str(exc)}, status=409)
@@ -110,6 +113,14 @@ def reply(request, slug: str, contact_id: int):
     if request.headers.get("Accept") == "application/json":
         return JsonResponse({"ok": True})
     return redirect("inbox-conversation", slug, contact.pk)
+
+
+@inbox_view
+def media_file(request, slug: str, contact_id: int, media_id: int):
+    """A file of this conversation (the customer's or staff's), for inbox users, who may
+    not have the admin's message permissions."""
+    contact = _contact(slug, contact_id)
+    return file_response(get_object_or_404(MediaFile, pk=media_id, message__contact=contact))
 
 
 @require_POST

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.urls import path
 
 from whatsapp.admin_records import RecordAdmin
 from whatsapp.media.models import MediaFile
 from whatsapp.media.preview import may_view, preview
-
-# Shown inline by the browser; anything else is downloaded (an HTML or SVG file opened
-# inline would run in the admin's origin).
-INLINE_TYPES = ("image/jpeg", "image/png", "image/webp", "audio/", "video/")
+from whatsapp.media.serve import file_response
 
 
 @admin.register(MediaFile)
@@ -43,13 +39,4 @@ class MediaFileAdmin(RecordAdmin):
         media = MediaFile.objects.filter(pk=pk).exclude(file="").first()
         if media is None:
             raise Http404("no stored file")
-        try:
-            handle = default_storage.open(media.file.name, "rb")
-        except OSError:
-            raise Http404("the stored file is gone") from None
-        inline = media.content_type.startswith(INLINE_TYPES)
-        response = FileResponse(handle, content_type=media.content_type or "application/octet-stream",
-                                as_attachment=not inline, filename=media.file.name.rsplit("/", 1)[-1])
-        response["Content-Security-Policy"] = "default-src 'none'; media-src 'self'; img-src 'self'; sandbox"
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return file_response(media)

@@ -41,6 +41,8 @@ class MediaFile(models.Model):
     # Twilio's MediaUrlN: fetched with the account's credentials (never shown as a link).
     source_url = models.CharField(max_length=500, blank=True)
     content_type = models.CharField(max_length=100, blank=True)
+    # The name a document is sent under (staff uploads; whatsapp.media.outbound).
+    filename = models.CharField(max_length=200, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
     failure = models.CharField(max_length=20, choices=Failure.choices, blank=True)
     error = models.TextField(blank=True, help_text="What went wrong, in words, for staff.")
@@ -79,3 +81,11 @@ def _delete_stored_file(sender, instance: MediaFile, **kwargs) -> None:
     if name:
         storage = instance.file.storage
         transaction.on_commit(lambda: storage.delete(name))
+
+
+def sent_media(message) -> MediaFile | None:
+    """The stored file an outbound message carries (a staff photo or document), if any.
+    Text messages (most) cost no query."""
+    if message.media_type == "text":
+        return None
+    return MediaFile.objects.filter(message=message, state=MediaFile.State.STORED).exclude(file="").first()

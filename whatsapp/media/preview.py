@@ -22,12 +22,17 @@ def file_url(media: MediaFile) -> str:
 
 @admin.display(description="Media")
 def preview(media: MediaFile):
+    return render_preview(media, file_url(media))
+
+
+def render_preview(media: MediaFile, url: str):
+    """The preview with the file served from `url` (the admin's file view, or the
+    inbox's for staff who use the inbox without the admin's message permissions)."""
     if not media.file:
         if media.state == MediaFile.State.FAILED:
             return format_html('<strong style="color:#ba2121">{}</strong>: {}', media.get_failure_display(),
                                media.error)
         return media.get_state_display()
-    url = file_url(media)
     if media.kind == "image":
         return format_html('<a href="{}"><img src="{}" alt="photo" style="max-width:160px;max-height:160px"></a>',
                            url, url)
@@ -37,6 +42,9 @@ def preview(media: MediaFile):
             transcript = f"{transcript}: {media.transcript_error}"
         return format_html('<audio controls preload="none" src="{}"></audio><br><em>Transcript:</em> {}',
                            url, transcript)
+    if media.filename:
+        return format_html('<a href="{}" download>Download {} ({}, {} bytes)</a>', url, media.filename,
+                           media.content_type, media.size)
     return format_html('<a href="{}" download>Download {} ({} bytes)</a>', url, media.content_type, media.size)
 
 

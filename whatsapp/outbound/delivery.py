@@ -29,6 +29,7 @@ from django.utils import timezone
 from project.logging import log_context
 from whatsapp import metrics, pipeline
 from whatsapp.inbox.optout import OPTED_OUT_ERROR, blocked_by_opt_out, note_permanent_refusal
+from whatsapp.media.models import sent_media
 from whatsapp.models import (
     DeadLetter,
     DeliveryAttempt,
@@ -340,6 +341,7 @@ def _outgoing(message: Message, parts: list[str], index: int, template_sid: str)
         key=part_key(message, index),
         template_sid=template_sid,
         template_variables=message.tenant.twilio_template_variables if template_sid else {},
+        media=sent_media(message) if index == 0 and not template_sid else None,  # a template replaces it
     )
 
 

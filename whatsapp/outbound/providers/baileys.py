@@ -7,6 +7,7 @@ import requests
 from django.conf import settings
 
 from whatsapp.outbound import pacing
+from whatsapp.outbound.presence import presence_for
 from whatsapp.outbound.providers.base import (
     AMBIGUOUS,
     PACED,
@@ -17,6 +18,9 @@ from whatsapp.outbound.providers.base import (
     ProviderError,
 )
 from whatsapp.outbound.providers.http_errors import request_never_left
+from whatsapp.outbound.session_content import media_payload
+
+MEDIA_UPLOAD_SECONDS = 15.0
 
 
 class BaileysProvider:
@@ -55,8 +59,20 @@ class BaileysProvider:
                 f"paced: the next send slot is in {slot.wait:.1f} s", PACED, pacing.PACED, retry_after=slot.wait
             )
         payload = {"to": self.recipient(part), "text": part.text, "idempotencyKey": part.key}
+        timeout = self.timeout
+        if part.media is not None:
+            payload["media"] = media_payload(part.media)
+            # The session uploads the file to WhatsApp before it sends (bounded by the
+            # sidecar's send timeout, 15 s by default): wait for that too, rather than
+            # make a slow upload an unknown outcome to resolve.
+            timeout = (timeout[0], timeout[1] + MEDIA_UPLOAD_SECONDS)
+        presence = presence_for(part)
+        if presence is not None:
+            # The sidecar shows "typing..." before it sends: the answer comes that much later.
+            payload["presence"] = presence
+            timeout = (timeout[0], timeout[1] + presence["typingMs"] / 1000)
         try:
-            response = self.session.post(self._url(part.message, "/messages"), json=payload, timeout=self.timeout)
+            response = self.session.post(self._url(part.message, "/messages"), json=payload, timeout=timeout)
         except requests.ConnectionError as exc:
             if request_never_left(exc):  # refused, unresolvable, connect timeout
                 raise ProviderError(f"sidecar unreachable: {exc}", TRANSIENT, "sidecar_down") from exc

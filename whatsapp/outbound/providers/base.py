@@ -54,6 +54,9 @@ class OutgoingPart:
     key: str  # idempotency key of this part
     template_sid: str = ""
     template_variables: dict = field(default_factory=dict)
+    # A staff photo or document (whatsapp.media.models.MediaFile), sent with the first part;
+    # `text` is then its caption.
+    media: object | None = None
 
 
 class ProviderClient(Protocol):

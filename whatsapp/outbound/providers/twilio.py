@@ -12,6 +12,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from whatsapp.media.signed import signed_url
 from whatsapp.outbound.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, OutgoingPart, ProviderError
 from whatsapp.outbound.providers.http_errors import request_never_left
 
@@ -31,6 +32,8 @@ RETRYABLE_CODES = {20429, 63018, 20500, 20503}  # rate limits and Twilio-side tr
 # What the ErrorCode of a failed/undelivered status callback means, for the dead letter
 # staff read (https://www.twilio.com/docs/api/errors).
 ERROR_MEANINGS = {
+    "11200": "Twilio could not fetch the media file from our signed URL (HTTP retrieval failure)",
+    "12300": "Twilio does not accept the media file's Content-Type",
     "30003": "unreachable destination handset",
     "30005": "unknown destination handset",
     "30006": "landline or unreachable carrier",
@@ -100,7 +103,15 @@ class TwilioProvider:
             kwargs["content_sid"] = part.template_sid
             kwargs["content_variables"] = json.dumps(part.template_variables)
         else:
-            kwargs["body"] = part.text
+            if part.text or not part.media:
+                kwargs["body"] = part.text
+            if part.media is not None:
+                # Twilio fetches the file itself from a public URL (MediaUrl), so it gets a
+                # signed, expiring one under PUBLIC_BASE_URL (whatsapp.media.signed).
+                if not settings.PUBLIC_BASE_URL:
+                    raise ProviderError("PUBLIC_BASE_URL is not set: Twilio cannot fetch the file", PERMANENT,
+                                        "no_public_url")
+                kwargs["media_url"] = [signed_url(part.media)]
         try:
             created = self.client.messages.create(**kwargs)
         except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes raw

@@ -7,6 +7,7 @@ import { WebhookSpool } from './spool.js';
 import { toJid } from './whatsapp.js';
 import { ConnectionMarks } from './connection-marks.js';
 import { contactJids, eraseContact } from './privacy.js';
+import { MAX_MEDIA_REQUEST_BYTES, parseMedia, parsePresence } from './outgoing.js';
 
 export const TENANT_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // Room for the longest WhatsApp text (65,536 characters) as JSON, in the sandbox's inbound control too.
@@ -44,12 +45,12 @@ function tokenMatches(header, token) {
   return crypto.timingSafeEqual(a, b);
 }
 
-async function readJson(req) {
+async function readJson(req, maxBody = MAX_BODY) {
   const chunks = [];
   let size = 0;
   for await (const chunk of req) {
     size += chunk.length;
-    if (size > MAX_BODY) throw new HttpError(413, 'body_too_large', `body exceeds ${MAX_BODY} bytes`);
+    if (size > maxBody) throw new HttpError(413, 'body_too_large', `body exceeds ${maxBody} bytes`);
     chunks.push(chunk);
   }
   const raw = Buffer.concat(chunks).toString('utf8');
@@ -69,11 +70,18 @@ function validateMessage(body) {
   if (typeof to !== 'string' || !to) throw new HttpError(400, 'invalid_request', '"to" is required');
   const jid = toJid(to);
   if (!jid) throw new HttpError(400, 'invalid_request', '"to" must be E.164 digits (optional +) or a user JID');
-  if (typeof text !== 'string' || !text.trim()) throw new HttpError(400, 'invalid_request', '"text" is required');
+  // With media, the text is its caption and may be empty (src/outgoing.js).
+  let extras;
+  try {
+    extras = { media: parseMedia(body.media), presence: parsePresence(body.presence) };
+  } catch (err) {
+    throw new HttpError(400, 'invalid_request', err.message);
+  }
+  if (typeof text !== 'string' || (!text.trim() && !extras.media)) throw new HttpError(400, 'invalid_request', '"text" is required');
   if (text.length > MAX_TEXT) throw new HttpError(400, 'invalid_request', `"text" exceeds ${MAX_TEXT} characters`);
   if (typeof idempotencyKey !== 'string' || !idempotencyKey) throw new HttpError(400, 'invalid_request', '"idempotencyKey" is required');
   if (idempotencyKey.length > MAX_KEY) throw new HttpError(400, 'invalid_request', `"idempotencyKey" exceeds ${MAX_KEY} characters`);
-  return { jid, text, idempotencyKey };
+  return { jid, text, idempotencyKey, ...extras };
 }
 
 /**
@@ -164,7 +172,7 @@ export async function createApp({ config, logger }) {
     if (is('GET', 'status')) return send(res, 200, await manager.status(tenant));
     if (is('GET', 'sending-status')) return send(res, 200, manager.sendingStatus(tenant));
     if (is('POST', 'messages')) {
-      const msg = validateMessage(await readJson(req));
+      const msg = validateMessage(await readJson(req, MAX_MEDIA_REQUEST_BYTES));
       const r = await manager.send(tenant, msg);
       return send(res, r.httpStatus, r.body);
     }
@@ -211,6 +219,7 @@ export async function createApp({ config, logger }) {
       }
     };
     if (method === 'GET' && action === 'sent') return send(res, 200, { tenant, sent: world.sent(tenant) });
+    if (method === 'GET' && action === 'activity') return send(res, 200, { tenant, activity: world.activity(tenant) });
     if (method === 'GET' && action === 'state') return send(res, 200, { tenant, ...world.state(tenant), manager: { socketsCreated: manager.session(tenant).socketsCreated } });
     if (method !== 'POST') throw new HttpError(404, 'not_found', 'unknown sandbox route');
     const body = await readJson(req);

@@ -8,6 +8,7 @@ import { maskPhone } from './log.js';
 import { disconnectCode, reasonName, inboundPayloads, receiptUpdates } from './whatsapp.js';
 import { AckTracker, ackUpdates, settles } from './acks.js';
 import { contactHash } from './idempotency.js';
+import { contentOf, deliver } from './outgoing.js';
 
 class SendTimeoutError extends Error {}
 
@@ -351,7 +352,7 @@ export class SessionManager {
   // ---- sending ---------------------------------------------------------------------------
 
   /** Returns { httpStatus, body }. Never sends a key twice unless its last outcome is "failed". */
-  async send(tenant, { jid, text, idempotencyKey: key }) {
+  async send(tenant, { jid, text, idempotencyKey: key, media = null, presence = null }) {
     const s = this.session(tenant);
     // From here to inflight.set there is no await: concurrent callers see each other.
     const inflight = s.inflight.get(key);
@@ -359,7 +360,7 @@ export class SessionManager {
       const r = await inflight;
       return { httpStatus: r.httpStatus, body: { ...r.body, duplicate: true } };
     }
-    const p = this._sendOnce(s, { jid, text, key });
+    const p = this._sendOnce(s, { jid, text, key, media, presence });
     s.inflight.set(key, p);
     try {
       return await p;
@@ -368,8 +369,8 @@ export class SessionManager {
     }
   }
 
-  async _sendOnce(s, { jid, text, key }) {
-    const fp = crypto.createHash('sha256').update(`${jid}\n${text}`).digest('hex').slice(0, 32);
+  async _sendOnce(s, { jid, text, key, media, presence }) {
+    const fp = crypto.createHash('sha256').update(`${jid}\n${contentOf(text, media)}`).digest('hex').slice(0, 32);
     const prev = await this.idem.get(s.tenant, key);
     if (prev && prev.fp && prev.fp !== fp && prev.outcome !== 'failed') {
       return { httpStatus: 409, body: { error: 'idempotency_key_conflict', detail: 'this key was used for a different recipient or text', idempotencyKey: key } };
@@ -383,10 +384,10 @@ export class SessionManager {
     if (!s.canSend) {
       return { httpStatus: 409, body: { error: 'not_ready', detail: 'the session cannot send', canSend: false, connected: s.connected, idempotencyKey: key } };
     }
-    return this._doSend(s, { jid, text, key, fp, toHash: contactHash(jid) });
+    return this._doSend(s, { jid, text, key, fp, toHash: contactHash(jid), media, presence });
   }
 
-  async _doSend(s, { jid, text, key, fp, toHash }) {
+  async _doSend(s, { jid, text, key, fp, toHash, media, presence }) {
     const tenant = s.tenant;
     const t = s.transport;
     s.activeSends++;
@@ -411,7 +412,8 @@ export class SessionManager {
       let messageId;
       try {
         if (s.transport !== t || !t) throw new Error('session closed before the send started');
-        sendPromise = Promise.resolve().then(() => t.sendText(jid, text));
+        const how = { sendTimeoutMs: this.config.sendTimeoutMs, logger: this.logger, tenant };
+        sendPromise = Promise.resolve().then(() => deliver(t, { jid, text, media, presence }, how));
         ({ messageId } = await withTimeout(sendPromise, this.config.sendTimeoutMs, 'send timed out'));
       } catch (err) {
         const durationMs = Date.now() - started;

@@ -82,14 +82,29 @@ export class BaileysTransport extends EventEmitter {
     for (const event of FORWARDED_EVENTS) on(event, (data) => this.emit(event, data));
   }
 
-  async sendPresenceUpdate(type) {
+  async sendPresenceUpdate(type, jid) {
     if (!this.sock) throw new Error('socket not started');
-    await this.sock.sendPresenceUpdate(type);
+    await this.sock.sendPresenceUpdate(type, jid);
+  }
+
+  async readMessages(keys) {
+    if (!this.sock) throw new Error('socket not started');
+    await this.sock.readMessages(keys);
   }
 
   async sendText(jid, text) {
+    return this._send(jid, { text });
+  }
+
+  /** A staff file (src/outgoing.js): Baileys uploads the bytes to WhatsApp's media servers. */
+  async sendMedia(jid, { kind, data, mimetype, fileName, caption }) {
+    const content = kind === 'image' ? { image: data, mimetype, caption } : { document: data, mimetype, fileName, caption };
+    return this._send(jid, content);
+  }
+
+  async _send(jid, content) {
     if (!this.sock) throw new Error('socket not started');
-    const msg = await this.sock.sendMessage(jid, { text });
+    const msg = await this.sock.sendMessage(jid, content);
     const messageId = msg?.key?.id;
     if (!messageId) throw new Error('sendMessage returned no message id');
     return { messageId };

@@ -44,7 +44,9 @@ const PAIRING_MODES = ['instant', 'scan', 'never', 'manual'];
 // a real phone keeps its messages when the sidecar restarts, so the sandbox's record of
 // them must outlive the process too (the soak and the rolling restart count from it).
 // Lines: {"event":"sent",to,text,messageId,at} and {"event":"failed",messageId} (WhatsApp
-// answered that message with ERROR: it never reached the phone).
+// answered that message with ERROR: it never reached the phone). A sent file has
+// `media: {kind, mimetype, fileName, size, sha256}`; its bytes are kept beside the log
+// (media/<messageId>) so a test can compare what the phone got.
 class SentLog {
   constructor(dataDir, tenant) {
     this.file = dataDir ? path.join(dataDir, 'sandbox', tenant, 'sent.jsonl') : null;
@@ -135,6 +137,7 @@ export class SandboxWorld {
         offline: held.load(), // messages WhatsApp holds for the device while its socket is down
         held,
         withheld: [], // message ids whose server ack is held back
+        activity: [], // what the customer's phone saw, in order: read receipts, presence, messages
       };
       this.tenants.set(name, t);
     }
@@ -168,6 +171,16 @@ export class SandboxWorld {
 
   sent(tenant) {
     return this.tenant(tenant).sent.map((s) => ({ ...s }));
+  }
+
+  /** In memory, this process: [{event: 'read'|'presence'|'message', ...}] in the order the phone saw them. */
+  activity(tenant) {
+    return this.tenant(tenant).activity.map((a) => ({ ...a }));
+  }
+
+  /** Where the bytes of a sent file are kept (null without a data dir). */
+  mediaFile(tenant, messageId) {
+    return this.dataDir ? path.join(this.dataDir, 'sandbox', tenant, 'media', messageId) : null;
   }
 
   liveSocket(tenant) {
@@ -331,12 +344,29 @@ export class SandboxTransport extends EventEmitter {
     this._end(boom(515, 'Stream Errored (restart required)'));
   }
 
-  async sendPresenceUpdate(type) {
+  async sendPresenceUpdate(type, jid) {
     if (this.closed) throw boom(428, 'Connection Closed');
     if (this.t.behavior.failPresence) throw new Error(`sandbox: presence ${type} failed`);
+    // Presence to a chat ("typing..."): the customer's phone shows it. The verification's
+    // 'available' (no jid) is not about any chat.
+    if (jid) this.t.activity.push({ event: 'presence', type, to: jid, at: new Date().toISOString() });
+  }
+
+  async readMessages(keys) {
+    if (this.closed) throw boom(428, 'Connection Closed');
+    this.t.activity.push({ event: 'read', keys: keys.map((k) => ({ id: k.id, remoteJid: k.remoteJid })), at: new Date().toISOString() });
   }
 
   async sendText(jid, text) {
+    return this._send(jid, text, null);
+  }
+
+  async sendMedia(jid, { kind, data, mimetype, fileName, caption }) {
+    const media = { kind, mimetype, fileName, size: data.length, sha256: crypto.createHash('sha256').update(data).digest('hex') };
+    return this._send(jid, caption ?? '', media, data);
+  }
+
+  async _send(jid, text, media, bytes) {
     if (this.closed) throw boom(428, 'Connection Closed');
     const b = this.t.behavior;
     if (b.hang) return new Promise(() => {});
@@ -348,8 +378,17 @@ export class SandboxTransport extends EventEmitter {
     if (this.closed) throw boom(428, 'Connection Closed');
     const messageId = `3EB0${crypto.randomBytes(8).toString('hex').toUpperCase()}`;
     const entry = { to: jid, text, messageId, at: new Date().toISOString() };
+    if (media) {
+      entry.media = media;
+      const file = this.world.mediaFile(this.tenant, messageId);
+      if (file) {
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        fs.writeFileSync(file, bytes);
+      }
+    }
     this.t.sentLog.append({ event: 'sent', ...entry });
     this.t.sent.push(entry);
+    this.t.activity.push({ event: 'message', to: jid, messageId, media: media?.kind ?? null, at: entry.at });
     // sendMessage resolves when the frame is written; the server's ack comes after, apart.
     if (b.acks === 'withhold') this.t.withheld.push(messageId);
     else this._later(() => this._ack(messageId, ACK_CODES[b.acks === 'error' ? 'error' : 'server']));
