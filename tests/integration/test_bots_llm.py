@@ -1,8 +1,8 @@
 """The LLM engine against a local fake OpenAI-compatible server: what the model is told
 (system prompt, business facts, memory, the new messages), what happens when it fails
 (every failure ends in an answer), per-tenant settings and the API key. The admin's
-"test the bot" page: tests/test_bots_test_page.py; tenant URLs and keys:
-tests/test_bots_tenant_llm.py."""
+"test the bot" page: tests/integration/test_bots_test_page.py; tenant URLs and keys:
+tests/unit/test_bots_tenant_llm.py."""
 
 from __future__ import annotations
 
