@@ -39,7 +39,7 @@ def shots(tmp_path):
 
 
 def test_staff_take_over_reply_and_see_the_ticks_change_without_reloading(
-    page, staff, tenant, twilio, start_worker, live_server, settings, shots  # noqa: F811
+    page, staff, tenant, twilio, start_worker, live_server, settings, shots
 ):
     settings.PUBLIC_BASE_URL = live_server.url  # Twilio's status callbacks come to the live server
     twilio.faults.callback_delay_seconds = 1.5  # time to see "sent" before "delivered"

@@ -15,15 +15,14 @@ from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from tests.conftest import database_url, wait_for
-from tests.media_helpers import JPEG
-from tests.web_server import gunicorn
+from tests.support.database import database_url
+from tests.support.media import JPEG
+from tests.support.waiting import wait_for
+from tests.support.web_server import gunicorn
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Direction, Message, SessionState, Status
 from whatsapp.sessions import lifecycle
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-# The fixtures sandbox, live_django and lifecycle_worker.
-pytest_plugins = ["tests.sidecar_fixtures"]
 
 PHONE = "+15551234567"
 CAPTION = "Your cake, ready at 5"

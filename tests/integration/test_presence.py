@@ -10,12 +10,11 @@ from datetime import datetime
 import pytest
 
 from bots.models import Rule
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from whatsapp.models import Message, SessionState
 from whatsapp.sessions import lifecycle
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-pytest_plugins = ["tests.sidecar_fixtures"]
 
 ANSWER = "We are open 8-18, Sunday to Friday."
 

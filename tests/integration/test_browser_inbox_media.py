@@ -16,7 +16,7 @@ from django.contrib.auth.models import Permission, User
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from tests.test_browser_admin import PASSWORD, log_in, page  # noqa: F401 - the browser fixture
+from tests.support.browser import PASSWORD, log_in
 from whatsapp.media.models import MediaFile
 from whatsapp.models import Contact, Direction, Message, Status
 
@@ -44,7 +44,7 @@ def loaded(locator) -> bool:
 
 
 def test_photos_show_as_thumbnails_and_staff_attach_one_to_a_reply(
-    page, staff, tenant, settings, tmp_path  # noqa: F811
+    page, staff, tenant, settings, tmp_path
 ):
     settings.MEDIA_ROOT = str(tmp_path / "media")  # the live server runs in this process
     contact = Contact.objects.create(tenant=tenant, phone="+15551234567", name="Dana",

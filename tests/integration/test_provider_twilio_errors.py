@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import free_port
 from tests.fakes.scripted_server import Answer, ScriptedServer
+from tests.support.ports import free_port
 from whatsapp.models import Contact, Message, Tenant
 from whatsapp.outbound.providers.base import ErrorKind, OutgoingPart, ProviderError
 from whatsapp.outbound.providers.twilio import TwilioProvider

@@ -13,7 +13,7 @@ from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from tests.media_helpers import JPEG
+from tests.support.media import JPEG
 from whatsapp.media.models import MediaFile
 from whatsapp.media.signed import signed_url
 from whatsapp.models import Contact, Direction, Message, Status
