@@ -461,3 +461,4 @@ class ErasureLog(models.Model):
 # The inbox's models live in their own module; importing them here registers them.
 from whatsapp.inbox.models import Conversation, ConversationEvent, InboxSettings  # noqa: E402, F401
 from whatsapp.media.models import MediaFile  # noqa: E402,F401
+from whatsapp.sessions.sidecar_state import SidecarState  # noqa: E402,F401
