@@ -86,18 +86,13 @@ export class PgFence {
     return false;
   }
 
-  /**
-   * Run `fn(client)` in one transaction that first holds the shard row FOR SHARE and checks
-   * the token. `durable: false` commits without waiting for the WAL flush: only for writes
-   * whose loss in a crash is safe (the file store skips the directory fsync for the same ones).
-   */
-  async tx(fn, { durable = true } = {}) {
+  /** Run `fn(client)` in one transaction that first holds the shard row FOR SHARE and checks the token. */
+  async tx(fn) {
     if (this.fenced) throw new FencedError(`shard ${this.shard}: this sidecar is fenced`);
     const client = await this.pool.connect();
     let broken = false;
     try {
       await client.query('BEGIN');
-      if (!durable) await client.query('SET LOCAL synchronous_commit = off');
       const { rows } = await client.query(`${TOKEN_SQL} FOR SHARE`, [this.shard]);
       if (!this._matches(rows)) {
         await client.query('ROLLBACK');
@@ -114,6 +109,18 @@ export class PgFence {
     } finally {
       client.release(broken);
     }
+  }
+
+  /**
+   * One fenced statement in one round trip (autocommit): `sql` gets the shard as $1 and the
+   * token as $2 and must gate its write on the `fence` CTE it is given (see postgres.js),
+   * returning `fencing_token` from it. Same lock and check as `tx`, without BEGIN/COMMIT.
+   */
+  async statement(sql, params) {
+    if (this.fenced) throw new FencedError(`shard ${this.shard}: this sidecar is fenced`);
+    const { rows } = await this.pool.query(sql, [this.shard, this.token, ...params]);
+    if (!this._matches(rows)) throw this._refuse(rows[0]?.fencing_token == null ? [] : rows);
+    return rows[0];
   }
 
   start() {

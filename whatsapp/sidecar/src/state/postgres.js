@@ -28,6 +28,23 @@ const K = Object.freeze({
 const UPSERT = `INSERT INTO ${TABLE} (shard, tenant, kind, key, value, updated_at)
   SELECT $1, $2, $3, k, v, now() FROM unnest($4::text[], $5::text[]) AS t(k, v)
   ON CONFLICT (tenant, kind, key) DO UPDATE SET value = EXCLUDED.value, shard = EXCLUDED.shard, updated_at = now()`;
+// The hot path (a send's records, creds, spool items): the fence check and the write in one
+// statement, one round trip. The CTE takes the shard row FOR SHARE exactly as the
+// transaction in fence.js does; the write happens only when the token is ours, and the
+// token read is returned so the caller can tell a refusal.
+const FENCE_CTE = `fence AS (SELECT fencing_token FROM whatsapp_shard WHERE name = $1 FOR SHARE)`;
+const FENCED_UPSERT = `WITH ${FENCE_CTE}, w AS (
+  INSERT INTO ${TABLE} (shard, tenant, kind, key, value, updated_at)
+  SELECT $1, $3, kd, k, v, now() FROM unnest($4::text[], $5::text[], $6::text[]) AS t(kd, k, v)
+  WHERE EXISTS (SELECT 1 FROM fence WHERE fencing_token = $2::bigint)
+  ON CONFLICT (tenant, kind, key) DO UPDATE SET value = EXCLUDED.value, shard = EXCLUDED.shard, updated_at = now()
+  RETURNING 1)
+SELECT (SELECT fencing_token FROM fence) AS fencing_token, (SELECT count(*) FROM w)::int AS n`;
+const FENCED_DELETE = `WITH ${FENCE_CTE}, w AS (
+  DELETE FROM ${TABLE} WHERE tenant = $3 AND kind = $4 AND key = ANY($5::text[])
+  AND EXISTS (SELECT 1 FROM fence WHERE fencing_token = $2::bigint)
+  RETURNING 1)
+SELECT (SELECT fencing_token FROM fence) AS fencing_token, (SELECT count(*) FROM w)::int AS n`;
 const SELECT_ONE = `SELECT value FROM ${TABLE} WHERE tenant = $1 AND kind = $2 AND key = $3`;
 const DELETE_KEYS = `DELETE FROM ${TABLE} WHERE tenant = $1 AND kind = $2 AND key = ANY($3::text[])`;
 
@@ -49,9 +66,19 @@ class Db {
     return rows.length ? rows[0].value : null;
   }
 
-  /** One fenced write transaction. */
-  write(fn, opts) {
-    return this.fence.tx(fn, opts);
+  /** Fenced upsert of `rows` ([kind, key, value]; no (kind, key) twice) in one statement. */
+  put(tenant, rows) {
+    return this.fence.statement(FENCED_UPSERT, [tenant, rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map((r) => r[2])]);
+  }
+
+  /** Fenced delete of `keys` of one kind in one statement. */
+  drop(tenant, kind, keys) {
+    return this.fence.statement(FENCED_DELETE, [tenant, kind, keys]);
+  }
+
+  /** One fenced write transaction (for writes of more than one statement). */
+  write(fn) {
+    return this.fence.tx(fn);
   }
 }
 
@@ -76,7 +103,7 @@ export class PgAuthStore {
   }
 
   _saveCreds(tenant, json) {
-    return this._locked(tenant, () => this.db.write((c) => this.db.upsert(c, tenant, K.creds, [['creds', json]])), 'saveCreds');
+    return this._locked(tenant, () => this.db.put(tenant, [[K.creds, 'creds', json]]), 'saveCreds');
   }
 
   forTenant(tenant) {
@@ -114,7 +141,7 @@ export class PgAuthStore {
         return out;
       }, 'keys.get'),
       // One transaction per key set: all of it lands, or none.
-      set: (data) => locked(() => db.write(async (c) => {
+      set: (data) => locked(async () => {
         const put = [];
         const drop = [];
         for (const type of Object.keys(data)) {
@@ -124,15 +151,19 @@ export class PgAuthStore {
             else put.push([keyRow(type, id), JSON.stringify(value, BufferJSON.replacer)]);
           }
         }
-        await db.upsert(c, tenant, K.keys, put);
-        if (drop.length) await c.query(DELETE_KEYS, [tenant, K.keys, drop]);
-      }), 'keys.set'),
+        if (!drop.length) return put.length ? db.put(tenant, put.map(([k, v]) => [K.keys, k, v])) : null;
+        if (!put.length) return db.drop(tenant, K.keys, drop);
+        return db.write(async (c) => {
+          await db.upsert(c, tenant, K.keys, put);
+          await c.query(DELETE_KEYS, [tenant, K.keys, drop]);
+        });
+      }, 'keys.set'),
       clear: () => locked(() => db.write((c) => c.query(`DELETE FROM ${TABLE} WHERE tenant = $1 AND kind = $2`, [tenant, K.keys])), 'keys.clear'),
     };
     return {
       state: { creds, keys },
       // Serialized when the lock is held, so the newest in-memory creds win.
-      saveCreds: () => locked(() => db.write((c) => db.upsert(c, tenant, K.creds, [['creds', JSON.stringify(creds, BufferJSON.replacer)]])), 'saveCreds'),
+      saveCreds: () => locked(() => db.put(tenant, [[K.creds, 'creds', JSON.stringify(creds, BufferJSON.replacer)]]), 'saveCreds'),
       clear: () => this.clear(tenant),
     };
   }
@@ -182,10 +213,16 @@ export class PgIdempotencyStore {
     }
   }
 
-  /** As IdempotencyStore.record; `durable: false` commits without waiting for the WAL flush. */
-  async record(tenant, rec, { index = true, durable = true } = {}) {
+  /**
+   * As IdempotencyStore.record: the record and its message-id row in one fenced statement.
+   * Always a durable commit (`durable` is the file store's directory fsync; one round trip
+   * costs less here than the transaction that `synchronous_commit = off` would need).
+   */
+  async record(tenant, rec, { index = true } = {}) {
     const full = { ...rec, at: rec.at || new Date().toISOString() };
-    await withKeyLock(`pgidem:${tenant}:${rec.key}`, () => this.db.write((c) => this._write(c, tenant, full, index), { durable }));
+    const rows = [[K.idem, full.key, JSON.stringify(full)]];
+    if (full.messageId && index) rows.push([K.idemMessage, full.messageId, JSON.stringify({ messageId: full.messageId, key: full.key })]);
+    await withKeyLock(`pgidem:${tenant}:${rec.key}`, () => this.db.put(tenant, rows));
     return full;
   }
 
@@ -251,7 +288,7 @@ export class PgSpoolStorage {
   async init() {}
 
   put(name, item) {
-    return this.db.write((c) => this.db.upsert(c, item.tenant, K.spool, [[name, JSON.stringify(item)]]));
+    return this.db.put(item.tenant, [[K.spool, name, JSON.stringify(item)]]);
   }
 
   async read(name) {
@@ -260,7 +297,7 @@ export class PgSpoolStorage {
   }
 
   remove(name) {
-    return this.db.write((c) => c.query(DELETE_KEYS, [tenantOfItem(name), K.spool, [name]]));
+    return this.db.drop(tenantOfItem(name), K.spool, [name]);
   }
 
   /** This shard's pending items, oldest first: a new owner resumes what the old one left. */
@@ -295,7 +332,7 @@ export class PgSpoolStorage {
   }
 
   deleteRejected(name) {
-    return this.db.write((c) => c.query(DELETE_KEYS, [tenantOfItem(name), K.rejected, [name]]));
+    return this.db.drop(tenantOfItem(name), K.rejected, [name]);
   }
 
   async eachOfTenant(tenant, fn) {
@@ -314,7 +351,7 @@ export class PgSpoolStorage {
   }
 
   removeItem(name, rejected) {
-    return this.db.write((c) => c.query(DELETE_KEYS, [tenantOfItem(name), rejected ? K.rejected : K.spool, [name]]));
+    return this.db.drop(tenantOfItem(name), rejected ? K.rejected : K.spool, [name]);
   }
 }
 
@@ -343,7 +380,7 @@ export class PgConnectionMarks {
   }
 
   record(tenant, connectedAt) {
-    return this.db.write((c) => this.db.upsert(c, tenant, K.mark, [['connected', JSON.stringify({ connectedAt })]]));
+    return this.db.put(tenant, [[K.mark, 'connected', JSON.stringify({ connectedAt })]]);
   }
 }
 
