@@ -156,8 +156,8 @@ def format_result(levels: list[dict], take: dict | None, load: tuple[float, floa
         f"{r['start_s']:.2f} | {r['start_cpu_ms_per_session']:.1f} | {r['sends']['per_s']:.0f} | "
         f"{r['sends']['p50_ms']:.1f} / {r['sends']['p99_ms']:.1f} | {r['sends']['cpu_ms_per_msg']:.2f} |"
         for r in levels)
-    text = ("One sidecar process, sandbox transport, `SIDECAR_STATE_STORE=postgres` (every state write one fenced "
-            "transaction on the local PostgreSQL 15, the same server the rest of the machine's jobs use), driven over "
+    text = ("One sidecar process, sandbox transport, `SIDECAR_STATE_STORE=postgres` (every state write fenced: one statement, or a transaction for "
+            "writes of several statements, on the local PostgreSQL 15, the same server the rest of the machine's jobs use), driven over "
             f"its HTTP API from {CLIENTS} keep-alive connections; log level info to a file; webhooks off. "
             f"Load average of the machine (2 cores shared with other jobs): {load[0]:.1f} at the start, "
             f"{load[1]:.1f} at the end.\n\n"
