@@ -10,6 +10,7 @@ import { pgUnavailable, createTestDatabase, pgEnv } from './pg-helpers.js';
 import { createPostgresState } from '../src/state/postgres.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
+import { baileysTransportFactory } from '../src/transports/baileys.js';
 
 const deps = { BufferJSON: baileys.BufferJSON, initAuthCreds: baileys.initAuthCreds, proto: baileys.proto };
 const unavailable = await pgUnavailable();
@@ -229,6 +230,53 @@ test('takeover: owner B (token 2) carries on with what owner A (token 1) wrote; 
   } finally {
     await b?.close();
     await hook?.close();
+  }
+});
+
+test('the real Baileys transport builds its socket config from the postgres auth state', { skip }, async () => {
+  const shard = newShard();
+  await db.setToken(shard, 1);
+  const { store } = storeFor(shard, 1);
+  try {
+    const first = await store.auth.forTenant('bx').open(deps);
+    first.state.creds.me = { id: '15550003333:1@s.whatsapp.net', name: 'A' };
+    await first.saveCreds();
+    const logger = createLogger({ level: 'silent', destination: { write() {} } });
+    const t = baileysTransportFactory({ tenant: 'bx', authDir: '/nonexistent', auth: store.auth.forTenant('bx'), logger, config: { waVersion: [2, 3000, 1], authLockTimeoutMs: 1000 } });
+    const cfg = await t.socketConfig();
+    assert.equal(cfg.auth.creds.me.id, '15550003333:1@s.whatsapp.net');
+    assert.deepEqual(Buffer.from(cfg.auth.creds.noiseKey.private), Buffer.from(first.state.creds.noiseKey.private));
+    await cfg.auth.keys.set({ 'pre-key': { 9: { public: Buffer.alloc(32, 9), private: Buffer.alloc(32, 8) } } });
+    const again = await store.auth.forTenant('bx').open(deps);
+    assert.deepEqual(Buffer.from((await again.state.keys.get('pre-key', ['9']))['9'].private), Buffer.alloc(32, 8));
+    await t.close();
+  } finally {
+    await store.close();
+  }
+});
+
+test('erasing a contact on the postgres store removes its idempotency rows and spooled inbound, and nothing else', { skip }, async () => {
+  const shard = newShard();
+  await db.setToken(shard, 1);
+  const sc = await startSidecar({ env: pgEnv(db, shard, 1) }); // no webhook: inbound stays spooled
+  try {
+    await sc.api('POST', '/sessions/erasing/start', {});
+    assert.equal((await sc.api('POST', '/sessions/erasing/messages', { to: '+15551110001', text: 'a', idempotencyKey: 'to-x' })).status, 200);
+    assert.equal((await sc.api('POST', '/sessions/erasing/messages', { to: '+15551110002', text: 'b', idempotencyKey: 'to-y' })).status, 200);
+    await sc.api('POST', '/sandbox/erasing/inbound', { from: '+15551110001', text: 'from x', id: 'IN-X' });
+    await sc.api('POST', '/sandbox/erasing/inbound', { from: '+15551110002', text: 'from y', id: 'IN-Y' });
+    await waitFor(async () => (await sc.app.spool.pendingCount()) === 2, { what: 'both inbound spooled' });
+    const r = await sc.api('POST', '/privacy/erase', { tenant: 'erasing', phone: '+15551110001' });
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body, { idempotencyRecords: 1, spoolItems: 1 });
+    assert.equal((await sc.api('GET', '/sessions/erasing/messages/to-x')).body.outcome, 'absent');
+    assert.equal((await sc.api('GET', '/sessions/erasing/messages/to-y')).body.outcome, 'sent');
+    const left = (await db.query("SELECT value FROM whatsapp_sidecar_state WHERE tenant = 'erasing' AND kind = 'spool'")).rows.map((x) => JSON.parse(JSON.parse(x.value).body).id);
+    assert.deepEqual(left, ['IN-Y']);
+    const all = (await db.query("SELECT string_agg(value, ' ') AS v FROM whatsapp_sidecar_state WHERE tenant = 'erasing'")).rows[0].v;
+    assert.ok(!all.includes('15551110001'), 'the erased number is nowhere in the sidecar state');
+  } finally {
+    await sc.close();
   }
 });
 
