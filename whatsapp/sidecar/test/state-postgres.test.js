@@ -155,6 +155,61 @@ test('a newer owner fences the old sidecar: its next write is refused, nothing i
   }
 });
 
+test("the new owner's token bump waits for a write in progress; every write after it is refused", { skip }, async () => {
+  const shard = newShard();
+  await db.setToken(shard, 1);
+  const { store } = storeFor(shard, 1);
+  try {
+    let release;
+    const held = new Promise((r) => { release = r; });
+    let inside;
+    const entered = new Promise((r) => { inside = r; });
+    const write = store.fence.tx(async (c) => {
+      inside();
+      await held; // the write is in progress: the shard row is held FOR SHARE
+      await c.query("INSERT INTO whatsapp_sidecar_state (shard, tenant, kind, key, value) VALUES ($1, 'fx', 'mark', 'connected', '{}')", [shard]);
+    });
+    await entered;
+    let bumped = false;
+    const bump = db.setToken(shard, 2).then(() => { bumped = true; });
+    await sleep(300);
+    assert.equal(bumped, false, 'the UPDATE of the token waits for the write in progress');
+    release();
+    await write;
+    await bump;
+    assert.equal((await db.query("SELECT count(*)::int AS n FROM whatsapp_sidecar_state WHERE tenant = 'fx'")).rows[0].n, 1, 'the write that began first landed');
+    await assert.rejects(store.marks.record('fx', new Date().toISOString()), (err) => err.code === 'fenced');
+    await assert.rejects(store.idempotency.transition('fx', 'k', ['unknown'], {}), (err) => err.code === 'fenced');
+    assert.equal(store.fence.fenced, true);
+  } finally {
+    await store.close();
+  }
+});
+
+test('a single-statement write that meets an uncommitted token bump waits for it, then is refused', { skip }, async () => {
+  const shard = newShard();
+  await db.setToken(shard, 1);
+  const { store } = storeFor(shard, 1);
+  const pg = await import('pg');
+  const owner = new pg.default.Client({ connectionString: db.url });
+  await owner.connect();
+  try {
+    await owner.query('BEGIN');
+    await owner.query('UPDATE whatsapp_shard SET fencing_token = 2 WHERE name = $1', [shard]);
+    let settled = false;
+    const write = store.idempotency.record('fy', { key: 'k', outcome: 'pending' }).finally(() => { settled = true; });
+    write.catch(() => {});
+    await sleep(300);
+    assert.equal(settled, false, 'the write waits on the row the new owner is updating');
+    await owner.query('COMMIT');
+    await assert.rejects(write, (err) => err.code === 'fenced');
+    assert.equal((await db.query("SELECT count(*)::int AS n FROM whatsapp_sidecar_state WHERE tenant = 'fy'")).rows[0].n, 0, 'nothing written');
+  } finally {
+    await owner.end();
+    await store.close();
+  }
+});
+
 test('a stale sidecar that was paused closes its sockets within the periodic check, without writing anything', { skip }, async () => {
   const shard = newShard();
   await db.setToken(shard, 4);

@@ -125,7 +125,13 @@ export class PgFence {
 
   start() {
     if (this.timer) return;
-    this.timer = setInterval(() => { this.check(); }, this.intervalMs);
+    // One check at a time: a slow database must not pile checks up on the pool.
+    let running = false;
+    this.timer = setInterval(() => {
+      if (running) return;
+      running = true;
+      this.check().finally(() => { running = false; });
+    }, this.intervalMs);
     this.timer.unref();
   }
 
