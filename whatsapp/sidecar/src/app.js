@@ -192,7 +192,9 @@ export async function createApp({ config, logger }) {
   function checkFencing(req) {
     if (fence.fenced) throw FENCED();
     const header = req.headers['x-fencing-token'];
-    if (config.fencingToken !== null && header !== undefined && String(header).trim() !== config.fencingToken) throw FENCED();
+    if (config.fencingToken === null || header === undefined) return;
+    const given = String(header).trim();
+    if (!/^\d{1,19}$/.test(given) || BigInt(given).toString() !== config.fencingToken) throw FENCED();
   }
 
   // Inbound events Django refused for good: Django files them as dead letters, then deletes.

@@ -64,8 +64,9 @@ export function loadConfig(env = process.env) {
   if (stateStore !== 'file' && stateStore !== 'postgres') {
     throw new ConfigError(`SIDECAR_STATE_STORE must be "file" or "postgres", got ${JSON.stringify(stateStore)}`);
   }
-  const fencingToken = (env.SIDECAR_FENCING_TOKEN ?? '').trim() || null;
+  let fencingToken = (env.SIDECAR_FENCING_TOKEN ?? '').trim() || null;
   if (fencingToken !== null && !/^\d{1,19}$/.test(fencingToken)) throw new ConfigError('SIDECAR_FENCING_TOKEN must be a non-negative integer');
+  if (fencingToken !== null) fencingToken = BigInt(fencingToken).toString(); // "07" is 7, as PostgreSQL's bigint says
   const shard = (env.SIDECAR_SHARD ?? '').trim() || null;
   const stateDatabaseUrl = env.SIDECAR_STATE_DATABASE_URL || '';
   if (stateStore === 'postgres') {

@@ -22,11 +22,12 @@ test('a stale X-Fencing-Token is refused with 409 fenced and changes nothing; th
     }
     assert.equal(sc.app.world.state('acme').socketsCreated, 0, 'the refused start opened no socket');
     assert.equal((await sc.api('POST', '/sessions/acme/start', {}, { headers: { 'X-Fencing-Token': '8' } })).status, 409, 'a newer token is not ours either');
+    assert.equal((await sc.api('POST', '/sessions/acme/start', {}, { headers: { 'X-Fencing-Token': 'seven' } })).status, 409, 'a token that is no number is not ours');
     // Without a bearer token the answer is still 401: the fence says nothing to strangers.
     assert.equal((await sc.api('GET', '/sessions/acme/status', undefined, { token: null, headers: { 'X-Fencing-Token': '6' } })).status, 401);
 
     assert.equal((await sc.api('POST', '/sessions/acme/start', {}, { headers: { 'X-Fencing-Token': '7' } })).body.canSend, true);
-    assert.equal((await sc.api('POST', '/sessions/acme/messages', send, { headers: { 'X-Fencing-Token': ' 7 ' } })).status, 200);
+    assert.equal((await sc.api('POST', '/sessions/acme/messages', send, { headers: { 'X-Fencing-Token': ' 07 ' } })).status, 200, 'the same number');
     assert.equal((await sc.api('GET', '/sessions/acme/status')).status, 200, 'no header: served');
     assert.equal(sc.app.world.sent('acme').length, 1);
     assert.deepEqual((await sc.api('GET', '/healthz', undefined, { token: null, headers: { 'X-Fencing-Token': '6' } })).body, { ok: true, transport: 'sandbox', sessions: 1 });

@@ -338,6 +338,7 @@ test('erasing a contact on the postgres store removes its idempotency rows and s
 test('postgres store needs a database URL, a shard and a fencing token', () => {
   const base = { SIDECAR_TOKEN: 't', SIDECAR_STATE_STORE: 'postgres', SIDECAR_STATE_DATABASE_URL: 'postgres://x/y', SIDECAR_SHARD: 's1', SIDECAR_FENCING_TOKEN: '3' };
   assert.equal(loadConfig(base).fencingToken, '3');
+  assert.equal(loadConfig({ ...base, SIDECAR_FENCING_TOKEN: '003' }).fencingToken, '3', 'compared as PostgreSQL compares bigints');
   for (const drop of ['SIDECAR_STATE_DATABASE_URL', 'SIDECAR_SHARD', 'SIDECAR_FENCING_TOKEN']) {
     assert.throws(() => loadConfig({ ...base, [drop]: '' }), new RegExp(drop));
   }
