@@ -464,5 +464,7 @@ class ErasureLog(models.Model):
 
 # In its own module (whatsapp.media); imported here so that Django registers it.
 # The inbox's models live in their own module; importing them here registers them.
+# So does the sidecar's own state with SIDECAR_STATE_STORE=postgres (whatsapp.sessions.sidecar_state).
 from whatsapp.inbox.models import Conversation, ConversationEvent, InboxSettings  # noqa: E402, F401
 from whatsapp.media.models import MediaFile  # noqa: E402,F401
+from whatsapp.sessions.sidecar_state import SidecarState  # noqa: E402,F401

@@ -47,7 +47,7 @@ CLIENTS = 16
 class Sidecar:
     """One node process running the sidecar on `data_dir`, and a keep-alive client per thread."""
 
-    def __init__(self, data_dir: Path, log_path: Path):
+    def __init__(self, data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None):
         self.port = free_port()
         env = {
             **os.environ,
@@ -59,6 +59,7 @@ class Sidecar:
         }
         for name in ("SIDECAR_WEBHOOK_BASE", "SIDECAR_WEBHOOK_SECRET", "SIDECAR_SANDBOX_PAIRING"):
             env.pop(name, None)
+        env.update(extra_env or {})  # e.g. the postgres state store (scripts.bench.sidecar_shard)
         self.spawned_at = time.perf_counter()
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(["node", "src/server.js"], cwd=SIDECAR_DIR, env=env,
@@ -160,10 +161,10 @@ def disk_kb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1024
 
 
-def measure(n: int, work: Path, idle_seconds: float = 10.0) -> dict:
+def measure(n: int, work: Path, idle_seconds: float = 10.0, extra_env: dict[str, str] | None = None) -> dict:
     """One fresh sidecar with `n` sessions: memory, CPU, start-up and send rate."""
     data = work / f"data-{n}"
-    sidecar = Sidecar(data, work / f"sidecar-{n}.log")
+    sidecar = Sidecar(data, work / f"sidecar-{n}.log", extra_env)
     try:
         time.sleep(1)
         base_rss, base_fds = sidecar.rss_mb(), sidecar.fds()

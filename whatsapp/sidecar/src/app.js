@@ -2,10 +2,9 @@
 import http from 'node:http';
 import crypto from 'node:crypto';
 import { SessionManager } from './session-manager.js';
-import { IdempotencyStore } from './idempotency.js';
 import { WebhookSpool } from './spool.js';
 import { toJid } from './whatsapp.js';
-import { ConnectionMarks } from './connection-marks.js';
+import { createStateStore } from './state/index.js';
 import { contactJids, eraseContact } from './privacy.js';
 import { MAX_MEDIA_REQUEST_BYTES, parseMedia, parsePresence } from './outgoing.js';
 
@@ -14,6 +13,8 @@ export const TENANT_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const MAX_BODY = 512 * 1024;
 const MAX_TEXT = 4096;
 const MAX_KEY = 200;
+
+const FENCED = () => new HttpError(409, 'fenced', 'this sidecar does not hold the shard with that fencing token');
 
 class HttpError extends Error {
   constructor(status, error, detail, extra = {}) {
@@ -101,8 +102,10 @@ export async function createApp({ config, logger }) {
     transportFactory = baileysTransportFactory;
   }
 
+  const state = await createStateStore({ config, logger });
   const spool = new WebhookSpool({
     dataDir: config.dataDir,
+    storage: state.spoolStorage,
     webhookBase: config.webhookBase,
     secret: config.webhookSecret,
     logger,
@@ -111,9 +114,14 @@ export async function createApp({ config, logger }) {
     timeoutMs: config.webhookTimeoutMs,
     authRetryMs: config.webhookAuthRetryMs,
   });
-  const idempotency = new IdempotencyStore(config.dataDir, logger);
-  const marks = new ConnectionMarks(config.dataDir, { marginSeconds: config.appendMarginSeconds });
-  const manager = new SessionManager({ config, logger, transportFactory, idempotency, spool, marks });
+  const { idempotency, marks, fence } = state;
+  const manager = new SessionManager({ config, logger, transportFactory, idempotency, spool, marks, auth: state.auth, fence });
+  // A newer owner holds the shard: close every socket at once and stop delivering webhooks
+  // (what is left in the spool is the new owner's to deliver). Commands answer 409 fenced.
+  fence.onFenced(async () => {
+    await Promise.all([manager.closeAllFenced(), spool.close()]);
+    logger.error({ shard: config.shard }, 'fenced_sockets_closed');
+  });
 
   // Idempotency records expire; the rejected spool is kept until Django collects it.
   const retentionMs = config.idempotencyRetentionDays * 24 * 3600 * 1000;
@@ -135,7 +143,7 @@ export async function createApp({ config, logger }) {
 
     if (parts.length === 1 && parts[0] === 'healthz') {
       if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', 'use GET');
-      return send(res, 200, { ok: true, transport: config.transport, sessions: manager.liveSessionCount() });
+      return send(res, 200, { ok: true, transport: config.transport, sessions: manager.liveSessionCount(), ...(fence.fenced ? { fenced: true } : {}) });
     }
 
     const isSessions = parts[0] === 'sessions' && parts.length >= 3;
@@ -147,6 +155,7 @@ export async function createApp({ config, logger }) {
     if (!tokenMatches(req.headers.authorization, config.token)) {
       throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token');
     }
+    checkFencing(req);
     if (isRejected) return rejectedRoute(req, res, url, parts[2], method);
     if (isErase) return eraseRoute(req, res, method);
     const tenant = parts[1];
@@ -159,6 +168,7 @@ export async function createApp({ config, logger }) {
     if (is('POST', 'start')) {
       await readJson(req);
       const status = await manager.start(tenant);
+      if (fence.fenced) throw FENCED();
       return send(res, 200, status);
     }
     if (is('POST', 'stop')) {
@@ -182,6 +192,17 @@ export async function createApp({ config, logger }) {
       return send(res, 200, await manager.outcome(tenant, key));
     }
     throw new HttpError(404, 'not_found', `no route for ${method} ${url.pathname}`);
+  }
+
+  // A command from a caller that holds another lease record than ours (X-Fencing-Token), or
+  // any command once this sidecar has been fenced, is refused: nothing is done or recorded.
+  // Without SIDECAR_FENCING_TOKEN (single host) the header is ignored.
+  function checkFencing(req) {
+    if (fence.fenced) throw FENCED();
+    const header = req.headers['x-fencing-token'];
+    if (config.fencingToken === null || header === undefined) return;
+    const given = String(header).trim();
+    if (!/^\d{1,19}$/.test(given) || BigInt(given).toString() !== config.fencingToken) throw FENCED();
   }
 
   // Inbound events Django refused for good: Django files them as dead letters, then deletes.
@@ -269,6 +290,7 @@ export async function createApp({ config, logger }) {
     manager,
     spool,
     world,
+    state,
     async listen() {
       await new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -278,6 +300,7 @@ export async function createApp({ config, logger }) {
         });
       });
       await spool.resume();
+      fence.start();
       sweep();
       sweepTimer = setInterval(sweep, config.sweepIntervalMs);
       sweepTimer.unref();
@@ -289,6 +312,7 @@ export async function createApp({ config, logger }) {
       server.closeAllConnections?.();
       await manager.closeAll();
       await spool.close();
+      await state.close();
     },
   };
 }

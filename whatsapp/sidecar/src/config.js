@@ -58,6 +58,24 @@ export function loadConfig(env = process.env) {
     waVersion = parts.map(Number);
   }
 
+  // Where the sessions' state lives (src/state/): files on this host, or PostgreSQL rows
+  // fenced by the shard's token so that another host can take the shard over.
+  const stateStore = env.SIDECAR_STATE_STORE || 'file';
+  if (stateStore !== 'file' && stateStore !== 'postgres') {
+    throw new ConfigError(`SIDECAR_STATE_STORE must be "file" or "postgres", got ${JSON.stringify(stateStore)}`);
+  }
+  let fencingToken = (env.SIDECAR_FENCING_TOKEN ?? '').trim() || null;
+  if (fencingToken !== null && !/^\d{1,19}$/.test(fencingToken)) throw new ConfigError('SIDECAR_FENCING_TOKEN must be a non-negative integer');
+  if (fencingToken !== null) fencingToken = BigInt(fencingToken).toString(); // "07" is 7, as PostgreSQL's bigint says
+  const shard = (env.SIDECAR_SHARD ?? '').trim() || null;
+  const stateDatabaseUrl = env.SIDECAR_STATE_DATABASE_URL || '';
+  if (stateStore === 'postgres') {
+    // A shared store without a fence would let a stale owner overwrite a newer one's keys.
+    if (!stateDatabaseUrl) throw new ConfigError('SIDECAR_STATE_DATABASE_URL is required with SIDECAR_STATE_STORE=postgres');
+    if (!shard) throw new ConfigError('SIDECAR_SHARD is required with SIDECAR_STATE_STORE=postgres');
+    if (fencingToken === null) throw new ConfigError('SIDECAR_FENCING_TOKEN is required with SIDECAR_STATE_STORE=postgres');
+  }
+
   return {
     host,
     port: int(env, 'SIDECAR_PORT', 3001, { max: 65535 }),
@@ -85,6 +103,12 @@ export function loadConfig(env = process.env) {
     sweepIntervalMs: int(env, 'SIDECAR_SWEEP_INTERVAL_MS', 60 * 60 * 1000, { min: 1000 }),
     authLockTimeoutMs: int(env, 'SIDECAR_AUTH_LOCK_TIMEOUT_MS', 30000, { min: 1 }),
     waVersion,
+    stateStore,
+    stateDatabaseUrl,
+    stateDbPoolSize: int(env, 'SIDECAR_STATE_DATABASE_POOL', 10, { min: 1, max: 100 }),
+    shard,
+    fencingToken,
+    fenceCheckMs: int(env, 'SIDECAR_FENCE_CHECK_MS', 2000, { min: 100 }),
     logLevel: env.SIDECAR_LOG_LEVEL || 'info',
   };
 }

@@ -31,7 +31,7 @@ async function main() {
   process.on('SIGINT', () => shutdown('SIGINT'));
 
   const port = await app.listen();
-  logger.info({ port, host: config.host, transport: config.transport, dataDir: config.dataDir, webhook: Boolean(config.webhookBase) }, 'sidecar listening');
+  logger.info({ port, host: config.host, transport: config.transport, dataDir: config.dataDir, webhook: Boolean(config.webhookBase), stateStore: config.stateStore, shard: config.shard }, 'sidecar listening');
 }
 
 main().catch((err) => {

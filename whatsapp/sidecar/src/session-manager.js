@@ -3,7 +3,9 @@
 // awaited) before a new one exists. "connected" only after verification. No hidden
 // reconnect: only 515 restartRequired restarts, by itself, through the same start.
 import crypto from 'node:crypto';
-import { authDirFor, clearAuthDir, readPairedId } from './auth-store.js';
+import { authDirFor } from './auth-store.js';
+import { FileAuthStore } from './state/file.js';
+import { NoFence, isFenced } from './state/fence.js';
 import { maskPhone } from './log.js';
 import { disconnectCode, reasonName, inboundPayloads, receiptUpdates } from './whatsapp.js';
 import { AckTracker, ackUpdates, settles } from './acks.js';
@@ -58,8 +60,11 @@ class Session {
 }
 
 export class SessionManager {
-  constructor({ config, logger, transportFactory, idempotency, spool, marks }) {
+  // `auth` and `fence` come from the state store (src/state/); without them: files, unfenced.
+  constructor({ config, logger, transportFactory, idempotency, spool, marks, auth = null, fence = null }) {
     this.config = config;
+    this.auth = auth || new FileAuthStore(config.dataDir, { lockTimeoutMs: config.authLockTimeoutMs });
+    this.fence = fence || new NoFence();
     this.marks = marks;
     this.logger = logger;
     this.factory = transportFactory;
@@ -87,7 +92,7 @@ export class SessionManager {
       tenant,
       connected: s.connected,
       canSend: s.canSend,
-      authPaired: Boolean(await readPairedId(this.authDir(tenant))),
+      authPaired: Boolean(await this.auth.pairedId(tenant)),
       starting: Boolean(s.startPromise),
       stopping: s.stopping,
       qr: s.qr,
@@ -155,8 +160,13 @@ export class SessionManager {
     s.appendSince = await this.marks.appendSince(tenant).catch(() => null);
     s.openedAt = null;
     if (s.stopping) return { kind: 'stopped' }; // a stop came while we read: no new socket
+    // A shard taken over by a newer owner: this sidecar must not open a socket for it.
+    if (!(await this.fence.check())) {
+      s.lastDisconnect = { code: null, reason: 'fenced', at: new Date().toISOString() };
+      return { kind: 'fenced' };
+    }
     const log = this.logger.child({ tenant });
-    const t = this.factory({ tenant, authDir: this.authDir(tenant), logger: log, config: this.config });
+    const t = this.factory({ tenant, authDir: this.authDir(tenant), auth: this.auth.forTenant(tenant), logger: log, config: this.config });
     s.socketsCreated++;
     this.logger.info({ tenant, socketsCreated: s.socketsCreated }, 'SOCK_CREATE');
     s.transport = t;
@@ -256,7 +266,7 @@ export class SessionManager {
     await this._teardown(s);
     if (code === 401) {
       // Logged out by WhatsApp: these credentials are dead; a new QR scan is required.
-      await clearAuthDir(this.authDir(tenant), { lockTimeoutMs: this.config.authLockTimeoutMs });
+      await this.auth.clear(tenant);
       this.logger.warn({ tenant }, 'credentials_cleared');
     }
     // Every other code, 500 badSession included, keeps the credentials.
@@ -330,7 +340,7 @@ export class SessionManager {
       await s.closing;
       if (pendingStart) await pendingStart.catch(() => {});
       if (logout) {
-        await clearAuthDir(this.authDir(tenant), { lockTimeoutMs: this.config.authLockTimeoutMs });
+        await this.auth.clear(tenant);
         this.logger.warn({ tenant }, 'logged_out_credentials_deleted');
       }
       this.logger.info({ tenant, logout }, 'session_stopped');
@@ -347,6 +357,16 @@ export class SessionManager {
 
   async closeAll() {
     await Promise.all([...this.sessions.keys()].map((t) => this.stop(t).catch(() => {})));
+  }
+
+  /** Fenced: close every socket now, without waiting for sends (they can no longer record anything). */
+  async closeAllFenced() {
+    await Promise.all([...this.sessions.values()].map((s) => {
+      s.stopping = true;
+      s.epoch++;
+      if (s.transport) s.lastDisconnect = { code: null, reason: 'fenced', at: new Date().toISOString() };
+      return this._teardown(s).catch(() => {});
+    }));
   }
 
   // ---- sending ---------------------------------------------------------------------------
@@ -405,6 +425,7 @@ export class SessionManager {
         await this.idem.record(tenant, { ...base, outcome: 'pending' });
       } catch (err) {
         this.logger.error({ tenant, idempotencyKey: key, err: err.message }, 'idempotency_store_write_failed');
+        if (isFenced(err)) return { httpStatus: 409, body: { error: 'fenced', detail: 'this sidecar no longer owns the shard; nothing was sent', idempotencyKey: key } };
         return { httpStatus: 500, body: { error: 'store_failed', detail: 'could not persist the idempotency record; nothing was sent', idempotencyKey: key } };
       }
       this.logger.info({ tenant, idempotencyKey: key, to: maskPhone(jid) }, 'send_start');

@@ -4,11 +4,11 @@
 // (clock skew, a rotated secret, a renamed tenant) and retry for a bounded time; other 4xx
 // are poison and move to spool/rejected/ with Django's answer, where Django collects them
 // as inbound dead letters (GET /inbound/rejected, then DELETE).
-import fs from 'node:fs/promises';
-import path from 'node:path';
+//
+// Where items are kept is the storage's job (`storage`): files on this host by default
+// (state/file-spool.js), or PostgreSQL rows of the shard (state/postgres.js).
 import crypto from 'node:crypto';
-import { writeFileAtomic } from './fsutil.js';
-import { eachFile } from './idempotency.js';
+import { FileSpoolStorage } from './state/file-spool.js';
 
 // <ms since epoch, 15 digits>-<pid>-<seq>-<kind>-<tenant>.json
 export const SPOOL_NAME_RE = /^\d{15}-\d{1,10}-\d{6,}-(inbound|status)-[a-z0-9][a-z0-9_-]{0,62}\.json$/;
@@ -40,10 +40,9 @@ function describeRefusal(status, text) {
 }
 
 export class WebhookSpool {
-  constructor({ dataDir, webhookBase, secret, logger, retryBaseMs = 1000, retryMaxMs = 60000, timeoutMs = 10000, authRetryMs = 15 * 60 * 1000 }) {
+  constructor({ dataDir, storage = null, webhookBase, secret, logger, retryBaseMs = 1000, retryMaxMs = 60000, timeoutMs = 10000, authRetryMs = 15 * 60 * 1000 }) {
     this.authRetryMs = authRetryMs;
-    this.pendingDir = path.join(dataDir, 'spool', 'pending');
-    this.rejectedDir = path.join(dataDir, 'spool', 'rejected');
+    this.storage = storage || new FileSpoolStorage(dataDir);
     this.webhookBase = webhookBase;
     this.secret = secret;
     this.logger = logger;
@@ -64,7 +63,7 @@ export class WebhookSpool {
   async enqueue(tenant, kind, payload) {
     const name = `${Date.now().toString().padStart(15, '0')}-${process.pid}-${String(this.seq++).padStart(6, '0')}-${kind}-${tenant}.json`;
     const item = { tenant, kind, body: JSON.stringify(payload), createdAt: new Date().toISOString() };
-    await writeFileAtomic(path.join(this.pendingDir, name), JSON.stringify(item));
+    await this.storage.put(name, item);
     this.logger.info({ tenant, kind, id: payload.id ?? payload.messageId, spool: name }, 'spooled');
     this._schedule(name, 0, 0);
     return name;
@@ -72,9 +71,8 @@ export class WebhookSpool {
 
   /** Re-deliver whatever a previous process left in the spool. */
   async resume() {
-    await fs.mkdir(this.pendingDir, { recursive: true });
-    await fs.mkdir(this.rejectedDir, { recursive: true });
-    const names = (await fs.readdir(this.pendingDir)).filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort();
+    await this.storage.init();
+    const names = await this.storage.pendingNames();
     if (names.length) this.logger.info({ count: names.length }, 'spool_resume');
     for (const name of names) this._schedule(name, 0, 0);
     return names.length;
@@ -82,7 +80,7 @@ export class WebhookSpool {
 
   async pendingCount() {
     try {
-      return (await fs.readdir(this.pendingDir)).filter((n) => n.endsWith('.json') && !n.startsWith('.')).length;
+      return (await this.storage.pendingNames()).length;
     } catch {
       return 0;
     }
@@ -104,17 +102,17 @@ export class WebhookSpool {
 
   async _attempt(name, attempt) {
     if (this.closed) return;
-    const file = path.join(this.pendingDir, name);
     let item;
     try {
-      item = JSON.parse(await fs.readFile(file, 'utf8'));
+      item = await this.storage.read(name);
     } catch (err) {
-      if (err.code === 'ENOENT') {
-        this.active.delete(name);
-        return;
-      }
+      if (this.closed) return;
       this.logger.error({ spool: name, err: err.message }, 'spool_unreadable');
-      await this._reject(name, { httpStatus: null, error: 'unreadable spool file' });
+      await this._reject(name, { httpStatus: null, error: 'unreadable spool file' }).catch((e) => this.logger.error({ spool: name, err: e.message }, 'spool_reject_failed'));
+      return;
+    }
+    if (!item) {
+      this.active.delete(name);
       return;
     }
     if (!this.webhookBase) {
@@ -156,15 +154,17 @@ export class WebhookSpool {
     if (this.closed) return;
     const ctx = { tenant: item.tenant, kind: item.kind, spool: name, attempt: attempt + 1 };
     if (status !== null && status >= 200 && status < 300) {
-      await fs.rm(file, { force: true });
       this.active.delete(name);
+      // Not removed (e.g. the sidecar was fenced): the next owner delivers it again, and
+      // Django deduplicates inbound messages by their WhatsApp id.
+      await this.storage.remove(name).catch((err) => this.logger.error({ ...ctx, err: err.message }, 'spool_remove_failed'));
       this.logger.info({ ...ctx, status }, 'webhook_delivered');
       return;
     }
     const ageMs = Date.now() - (Date.parse(item.createdAt) || Date.now());
     if (status !== null && !isRetryableStatus(status) && !(mayHealLater(status) && ageMs < this.authRetryMs)) {
       this.logger.error({ ...ctx, status }, 'webhook_rejected');
-      await this._reject(name, { httpStatus: status, error: describeRefusal(status, answer) }, item);
+      await this._reject(name, { httpStatus: status, error: describeRefusal(status, answer) }, item).catch((err) => this.logger.error({ ...ctx, err: err.message }, 'spool_reject_failed'));
       return;
     }
     const delay = this._backoff(attempt);
@@ -172,45 +172,19 @@ export class WebhookSpool {
     this._schedule(name, attempt + 1, delay);
   }
 
-  // The rejected file is the spooled item plus why and when Django refused it, written
-  // atomically before the pending file goes; an unreadable item is moved as it is.
+  // The rejected item is the spooled one plus why and when Django refused it; an
+  // unreadable item is moved as it is.
   async _reject(name, { httpStatus, error }, item = null) {
     this.active.delete(name);
-    const from = path.join(this.pendingDir, name);
-    const to = path.join(this.rejectedDir, name);
-    try {
-      if (item) {
-        const rejection = { httpStatus, error, rejectedAt: new Date().toISOString() };
-        await writeFileAtomic(to, JSON.stringify({ ...item, rejection }));
-        await fs.rm(from, { force: true });
-      } else {
-        await fs.mkdir(this.rejectedDir, { recursive: true });
-        await fs.rename(from, to);
-      }
-      this.logger.warn({ spool: name, httpStatus, error }, 'spool_moved_to_rejected');
-    } catch (err) {
-      if (err.code !== 'ENOENT') throw err;
-    }
+    await this.storage.reject(name, item, { httpStatus, error, rejectedAt: new Date().toISOString() });
+    this.logger.warn({ spool: name, httpStatus, error }, 'spool_moved_to_rejected');
   }
 
   /** The oldest `limit` rejected items, in the shape GET /inbound/rejected answers. */
   async listRejected(limit) {
-    let names = [];
-    try {
-      names = (await fs.readdir(this.rejectedDir)).filter((n) => SPOOL_NAME_RE.test(n));
-    } catch (err) {
-      if (err.code !== 'ENOENT') throw err;
-    }
-    names.sort();
     const items = [];
-    for (const name of names.slice(0, limit)) {
+    for (const { name, item } of await this.storage.listRejected(limit, (n) => SPOOL_NAME_RE.test(n))) {
       const [, kind, tenant] = /^(?:[^-]+-){3}(inbound|status)-(.+)\.json$/.exec(name);
-      let item = null;
-      try {
-        item = JSON.parse(await fs.readFile(path.join(this.rejectedDir, name), 'utf8'));
-      } catch (err) {
-        if (err.code === 'ENOENT') continue; // collected meanwhile
-      }
       let payload = null;
       try {
         payload = JSON.parse(item?.body);
@@ -234,34 +208,24 @@ export class WebhookSpool {
   /** Remove a collected rejected item; false if `id` is not a spool name. Idempotent. */
   async deleteRejected(id) {
     if (!SPOOL_NAME_RE.test(id)) return false;
-    await fs.rm(path.join(this.rejectedDir, id), { force: true });
+    await this.storage.deleteRejected(id);
     return true;
   }
 
   /** Remove pending and rejected items of `tenant` for which `matches(item)` is true. Returns the count. */
   async erase(tenant, matches) {
     let n = 0;
-    for (const dir of [this.pendingDir, this.rejectedDir]) {
-      await eachFile(dir, async (file) => {
-        const name = path.basename(file);
-        if (!name.endsWith(`-${tenant}.json`)) return;
-        let item;
-        try {
-          item = JSON.parse(await fs.readFile(file, 'utf8'));
-        } catch {
-          return;
-        }
-        if (item.tenant !== tenant || !(await matches(item))) return;
-        const entry = this.active.get(name);
-        if (entry && dir === this.pendingDir) {
-          clearTimeout(entry.timer);
-          entry.controller?.abort();
-          this.active.delete(name);
-        }
-        await fs.rm(file, { force: true });
-        n++;
-      });
-    }
+    await this.storage.eachOfTenant(tenant, async ({ name, item, rejected }) => {
+      if (!(await matches(item))) return;
+      const entry = this.active.get(name);
+      if (entry && !rejected) {
+        clearTimeout(entry.timer);
+        entry.controller?.abort();
+        this.active.delete(name);
+      }
+      await this.storage.removeItem(name, rejected);
+      n++;
+    });
     return n;
   }
 

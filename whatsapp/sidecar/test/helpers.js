@@ -34,8 +34,8 @@ export async function startSidecar({ dataDir, env = {} } = {}) {
   const app = await createApp({ config, logger });
   const port = await app.listen();
   const base = `http://127.0.0.1:${port}`;
-  async function api(method, urlPath, body, { token = TOKEN, raw } = {}) {
-    const headers = { 'Content-Type': 'application/json' };
+  async function api(method, urlPath, body, { token = TOKEN, raw, headers: extra = {} } = {}) {
+    const headers = { 'Content-Type': 'application/json', ...extra };
     if (token) headers.Authorization = `Bearer ${token}`;
     const res = await fetch(base + urlPath, { method, headers, body: raw ?? (body === undefined ? undefined : JSON.stringify(body)) });
     const text = await res.text();

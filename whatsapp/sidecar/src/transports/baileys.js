@@ -4,7 +4,7 @@
 // the sandbox reproduces.
 import { EventEmitter } from 'node:events';
 import * as baileys from 'baileys';
-import { useAtomicAuthState } from '../auth-store.js';
+import { fileAuthHandle } from '../state/file.js';
 
 const {
   default: makeWASocket,
@@ -33,10 +33,12 @@ export function resolveWaVersion(config, logger) {
 }
 
 export class BaileysTransport extends EventEmitter {
-  constructor({ tenant, authDir, logger, config }) {
+  constructor({ tenant, authDir, auth, logger, config }) {
     super();
     this.tenant = tenant;
     this.authDir = authDir;
+    // The tenant's auth state in the sidecar's store (files or PostgreSQL).
+    this.authStore = auth || fileAuthHandle(authDir, { lockTimeoutMs: config.authLockTimeoutMs });
     this.logger = logger;
     this.config = config;
     this.sock = null;
@@ -51,7 +53,7 @@ export class BaileysTransport extends EventEmitter {
 
   /** Builds the makeWASocket config; separate so tests can check it without a network. */
   async socketConfig() {
-    this.auth = await useAtomicAuthState(this.authDir, { BufferJSON, initAuthCreds, proto }, { lockTimeoutMs: this.config.authLockTimeoutMs });
+    this.auth = await this.authStore.open({ BufferJSON, initAuthCreds, proto });
     const baileysLogger = this.logger.child({ lib: 'baileys' }, { level: 'warn' });
     return {
       auth: {

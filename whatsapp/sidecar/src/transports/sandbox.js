@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { readPairedId, writeSimpleCreds } from '../auth-store.js';
+import { fileAuthHandle } from '../state/file.js';
 
 const DEFAULT_BEHAVIOR = Object.freeze({
   sendDelayMs: 0,
@@ -261,13 +261,15 @@ export class SandboxWorld {
 }
 
 export class SandboxTransport extends EventEmitter {
-  constructor({ tenant, authDir, logger, world, config }) {
+  constructor({ tenant, authDir, auth, logger, world, config }) {
     super();
     this.tenant = tenant;
     this.authDir = authDir;
     this.logger = logger;
     this.world = world;
     this.lockTimeoutMs = config?.authLockTimeoutMs ?? 30000;
+    // The tenant's auth state in the sidecar's store (files or PostgreSQL).
+    this.authStore = auth || fileAuthHandle(authDir, { lockTimeoutMs: this.lockTimeoutMs });
     this.t = world.tenant(tenant);
     this.closed = false;
     this.user = null;
@@ -289,7 +291,7 @@ export class SandboxTransport extends EventEmitter {
   }
 
   async start() {
-    this.me = await readPairedId(this.authDir);
+    this.me = await this.authStore.pairedId();
     this._later(() => this._connect());
   }
 
@@ -334,7 +336,7 @@ export class SandboxTransport extends EventEmitter {
   }
 
   _saveCreds(id) {
-    return writeSimpleCreds(this.authDir, { me: { id, name: 'Sandbox' }, registered: true, sandbox: true }, { lockTimeoutMs: this.lockTimeoutMs });
+    return this.authStore.writeSimpleCreds({ me: { id, name: 'Sandbox' }, registered: true, sandbox: true });
   }
 
   async _pair() {
