@@ -10,7 +10,7 @@ import re
 import pytest
 from django.db import connection
 
-from scripts.bench.stack import ROOT
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.django_db
 
