@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('whatsapp', '0013_media'),
+        ('whatsapp', '0014_outbound_media_presence'),
     ]
 
     operations = [
