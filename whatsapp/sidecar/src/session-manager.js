@@ -8,6 +8,7 @@ import { maskPhone } from './log.js';
 import { disconnectCode, reasonName, inboundPayloads, receiptUpdates } from './whatsapp.js';
 import { AckTracker, ackUpdates, settles } from './acks.js';
 import { contactHash } from './idempotency.js';
+import { OwnerMessages } from './owner-messages.js';
 
 class SendTimeoutError extends Error {}
 
@@ -65,6 +66,7 @@ export class SessionManager {
     this.idem = idempotency;
     this.spool = spool;
     this.sessions = new Map();
+    this.owner = new OwnerMessages({ spool, idempotency, logger }); // the owner's phone messages
   }
 
   session(tenant) {
@@ -411,7 +413,8 @@ export class SessionManager {
       let messageId;
       try {
         if (s.transport !== t || !t) throw new Error('session closed before the send started');
-        sendPromise = Promise.resolve().then(() => t.sendText(jid, text));
+        const ownId = this.owner.idForSend(tenant, t); // known as ours before its echo can come
+        sendPromise = Promise.resolve().then(() => t.sendText(jid, text, { messageId: ownId }));
         ({ messageId } = await withTimeout(sendPromise, this.config.sendTimeoutMs, 'send timed out'));
       } catch (err) {
         const durationMs = Date.now() - started;
@@ -496,6 +499,7 @@ export class SessionManager {
       this.logger.info({ tenant: s.tenant, id: payload.id, from: maskPhone(payload.from || payload.fromJid), type: payload.type, upsert: upsert.type }, 'inbound_received');
       this.spool.enqueue(s.tenant, 'inbound', payload).catch((err) => this.logger.error({ tenant: s.tenant, id: payload.id, err: err.message }, 'spool_write_failed'));
     }
+    this.owner.onUpsert(s.tenant, upsert, { appendSince: s.appendSince, selfJids: [t.userId, t.meId, t.meLid] });
   }
 
   _onReceipts(s, t, updates) {

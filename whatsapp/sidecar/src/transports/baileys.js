@@ -11,6 +11,7 @@ const {
   Browsers,
   BufferJSON,
   fetchLatestWaWebVersion,
+  generateMessageIDV2,
   initAuthCreds,
   makeCacheableSignalKeyStore,
   proto,
@@ -48,6 +49,12 @@ export class BaileysTransport extends EventEmitter {
   get userId() { return this.sock?.user?.id ?? null; }
 
   get meId() { return this.auth?.state.creds.me?.id ?? null; }
+
+  /** The session's own LID (WhatsApp tells it at login), for recognising its own chat. */
+  get meLid() { return this.auth?.state.creds.me?.lid ?? null; }
+
+  /** A message id as sendMessage would make it; chosen before the send (see owner-messages.js). */
+  newMessageId() { return generateMessageIDV2(this.sock?.user?.id); }
 
   /** Builds the makeWASocket config; separate so tests can check it without a network. */
   async socketConfig() {
@@ -87,9 +94,11 @@ export class BaileysTransport extends EventEmitter {
     await this.sock.sendPresenceUpdate(type);
   }
 
-  async sendText(jid, text) {
+  // `messageId`: our own id (sendMessage's options.messageId overrides the one it would
+  // generate), so the echo upsert Baileys emits before this resolves is recognised as ours.
+  async sendText(jid, text, { messageId: chosenId } = {}) {
     if (!this.sock) throw new Error('socket not started');
-    const msg = await this.sock.sendMessage(jid, { text });
+    const msg = await this.sock.sendMessage(jid, { text }, chosenId ? { messageId: chosenId } : {});
     const messageId = msg?.key?.id;
     if (!messageId) throw new Error('sendMessage returned no message id');
     return { messageId };
