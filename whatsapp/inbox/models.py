@@ -86,6 +86,11 @@ class InboxSettings(models.Model):
     handoff_reply = models.TextField(
         default="Of course, a person from our team will answer you here as soon as possible."
     )
+    llm_hands_off = models.BooleanField(
+        "AI may hand off", default=True,
+        help_text="The LLM engine may decide to hand the conversation to a person (it is offered a "
+                  "function to call; a model server that does not support tools needs this off).",
+    )
     resume_after_minutes = models.PositiveIntegerField(
         default=120, help_text="The bot answers again after this long without a staff reply. 0: only by hand."
     )
