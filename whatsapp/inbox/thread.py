@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
+from whatsapp.inbox.dead_letters import LABELS, actions_for
 from whatsapp.inbox.models import Conversation, ConversationEvent
 from whatsapp.inbox.replies import twilio_window
 from whatsapp.models import Contact, DeadLetter, Direction, Message, Status
@@ -26,7 +27,7 @@ def _author(message: Message) -> str:
     return f"Bot ({message.engine or 'bot'})"
 
 
-def _message_item(message: Message, letters: dict[int, DeadLetter]) -> dict:
+def _message_item(message: Message, letters: dict[int, DeadLetter], can_resolve: bool = False) -> dict:
     item = {
         "type": "in" if message.direction == Direction.INBOUND else "out",
         "key": f"m{message.pk}",
@@ -43,6 +44,9 @@ def _message_item(message: Message, letters: dict[int, DeadLetter]) -> dict:
         item["dead_letter"] = {
             "reason": letter.get_reason_display(),
             "url": reverse("admin:whatsapp_deadletter_change", args=[letter.pk]),
+            # Buttons on the page (POST, CSRF), only for staff allowed to resolve dead letters.
+            "actions": [{"name": a, "label": LABELS[a]} for a in actions_for(letter)] if can_resolve else [],
+            "action_url": reverse("inbox-dead-letter", args=[message.tenant.slug, message.contact_id, letter.pk]),
         }
     return item
 
@@ -53,15 +57,15 @@ def _event_item(event: ConversationEvent) -> dict:
     return {"type": "event", "key": f"e{event.pk}", "at": event.at.isoformat(), "body": text}
 
 
-def thread(contact: Contact, limit: int = 200) -> dict:
+def thread(contact: Contact, limit: int = 200, can_resolve: bool = False) -> dict:
     messages = list(
-        Message.objects.filter(contact=contact).select_related("author").order_by("-created_at", "-pk")[:limit]
+        Message.objects.filter(contact=contact).select_related("author", "tenant").order_by("-created_at", "-pk")[:limit]
     )
     letters = {
         dl.message_id: dl
         for dl in DeadLetter.objects.filter(message__in=messages, resolved_at__isnull=True)
     }
-    items = [_message_item(m, letters) for m in messages]
+    items = [_message_item(m, letters, can_resolve) for m in messages]
     since = messages[-1].created_at if len(messages) == limit else None
     events = ConversationEvent.objects.filter(contact=contact).select_related("by")
     if since:

@@ -14,12 +14,12 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST
 
 from whatsapp.inbound.views import PHONE
-from whatsapp.inbox import state
+from whatsapp.inbox import dead_letters, state
 from whatsapp.inbox.listing import FILTERS, conversations
 from whatsapp.inbox.models import PauseReason
 from whatsapp.inbox.replies import ReplyRefused, send_staff_reply
 from whatsapp.inbox.thread import thread
-from whatsapp.models import Contact, Tenant
+from whatsapp.models import Contact, DeadLetter, Tenant
 from whatsapp.text import normalize_phone
 
 PERMISSION = "whatsapp.use_inbox"
@@ -78,7 +78,7 @@ def conversation(request, slug: str, contact_id: int):
 def conversation_json(request, slug: str, contact_id: int):
     contact = _contact(slug, contact_id)
     state.mark_read(contact)  # the page is open: what it shows is read
-    return JsonResponse(thread(contact))
+    return JsonResponse(thread(contact, can_resolve=request.user.has_perm(dead_letters.PERMISSION)))
 
 
 @require_POST
@@ -109,6 +109,29 @@ def reply(request, slug: str, contact_id: int):
         messages.error(request, str(exc))
     if request.headers.get("Accept") == "application/json":
         return JsonResponse({"ok": True})
+    return redirect("inbox-conversation", slug, contact.pk)
+
+
+@require_POST
+@inbox_view
+def dead_letter_action(request, slug: str, contact_id: int, dead_letter_id: int):
+    """A dead letter's button in the thread: requeue, answer now or discard (confirmed)."""
+    contact = _contact(slug, contact_id)
+    letter = get_object_or_404(DeadLetter, pk=dead_letter_id, message__contact=contact)
+    wants_json = request.headers.get("Accept") == "application/json"
+    action = request.POST.get("action", "")
+    if not request.user.has_perm(dead_letters.PERMISSION):
+        error, status = "You do not have permission to resolve dead letters.", 403
+    elif action == "discard" and request.POST.get("confirm_discard") != "yes":
+        error, status = "Confirm the discard: the customer gets no answer.", 400
+    elif not dead_letters.act(letter, action, request.user):
+        error, status = "Already resolved, or not possible for this dead letter; nothing done.", 409
+    else:
+        error, status = "", 200
+    if wants_json:
+        return JsonResponse({"ok": not error, "error": error}, status=status)
+    if error:
+        messages.error(request, error)
     return redirect("inbox-conversation", slug, contact.pk)
 
 
