@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from whatsapp import pipeline
 from whatsapp.inbox import state
-from whatsapp.inbox.models import PauseReason
+from whatsapp.inbox.models import PauseReason, ReplyTemplate
 from whatsapp.models import Contact, Direction, Message, Provider, Status
 from whatsapp.outbound.delivery import TWILIO_WINDOW
 
@@ -53,7 +53,20 @@ def twilio_window(contact: Contact) -> Window:
     )
 
 
-def send_staff_reply(contact: Contact, author, body: str) -> Message:
+def templates_of(tenant) -> list[ReplyTemplate]:
+    return list(ReplyTemplate.objects.filter(tenant=tenant))
+
+
+def send_staff_reply(contact: Contact, author, body: str, template: str | int | None = None) -> Message:
+    """`template`: the id of one of the tenant's ReplyTemplates, sent instead of `body`
+    (its ContentSid through Twilio, its text through the WhatsApp Web session)."""
+    chosen = None
+    if template:
+        chosen = ReplyTemplate.objects.filter(tenant=contact.tenant, pk=str(template)).first() \
+            if str(template).isdigit() else None
+        if chosen is None:
+            raise ReplyRefused("No such template for this business.")
+        body = chosen.text
     body = (body or "").strip()
     if not body:
         raise ReplyRefused("Write a message first.")
@@ -61,7 +74,7 @@ def send_staff_reply(contact: Contact, author, body: str) -> Message:
         raise ReplyRefused(f"At most {MAX_BODY} characters.")
     window = twilio_window(contact)
     only_twilio = contact.tenant.provider_order() == [Provider.TWILIO]
-    if only_twilio and window.blocks_free_text and not window.template_sid:
+    if only_twilio and window.blocks_free_text and not (chosen or window.template_sid):
         raise ReplyRefused("Twilio's 24-hour window is closed and the tenant has no template: "
                            "the customer must write first.")
     with transaction.atomic():
@@ -70,7 +83,8 @@ def send_staff_reply(contact: Contact, author, body: str) -> Message:
             raise ReplyRefused("The customer opted out: nothing can be sent until they write START.")
         if not conversation.bot_paused:
             state.pause(contact, PauseReason.STAFF, by=author, note=f"{author} replied")
-        reply = create_outbound(contact, body, "staff", author=author)
+        # The chosen template goes with the message: delivery sends it when the window is closed.
+        reply = create_outbound(contact, body, "staff", author=author, template_sid=chosen.content_sid if chosen else "")
         Message.objects.filter(
             contact=contact, direction=Direction.INBOUND, status__in=[Status.WAITING, Status.RECEIVED]
         ).update(status=Status.ANSWERED, updated_at=timezone.now())
@@ -82,11 +96,11 @@ def send_staff_reply(contact: Contact, author, body: str) -> Message:
     return reply
 
 
-def create_outbound(contact: Contact, body: str, engine: str, author=None) -> Message:
+def create_outbound(contact: Contact, body: str, engine: str, author=None, template_sid: str = "") -> Message:
     """A message to the customer that answers no message of theirs in particular (a staff
     reply, the away message), sent after commit by the ordinary send task."""
     message = Message.objects.new_outbound(tenant=contact.tenant, contact=contact, body=body, author=author,
-                                           engine=engine)
+                                           engine=engine, template_sid=template_sid)
     pipeline.enqueue_send_on_commit(message.pk)
     return message
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from whatsapp.inbox.dead_letters import LABELS, actions_for
 from whatsapp.inbox.models import Conversation, ConversationEvent
-from whatsapp.inbox.replies import twilio_window
+from whatsapp.inbox.replies import templates_of, twilio_window
 from whatsapp.models import Contact, DeadLetter, Direction, Message, Status
 
 # WhatsApp's ticks: one grey (sent), two grey (delivered), two blue (read).
@@ -87,5 +87,8 @@ def thread(contact: Contact, limit: int = 200, can_resolve: bool = False) -> dic
             "open": window.open,
             "closes_at": window.closes_at.isoformat() if window.closes_at else None,
             "template_sid": window.template_sid,
+            # Offered in the reply form while the window is closed.
+            "templates": [{"id": t.pk, "name": t.name, "text": t.text} for t in templates_of(contact.tenant)]
+            if window.blocks_free_text else [],
         },
     }

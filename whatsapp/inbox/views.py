@@ -102,7 +102,7 @@ def hand_back(request, slug: str, contact_id: int):
 def reply(request, slug: str, contact_id: int):
     contact = _contact(slug, contact_id)
     try:
-        send_staff_reply(contact, request.user, request.POST.get("body", ""))
+        send_staff_reply(contact, request.user, request.POST.get("body", ""), request.POST.get("template"))
     except ReplyRefused as exc:
         if request.headers.get("Accept") == "application/json":
             return JsonResponse({"ok": False, "error": str(exc)}, status=409)

@@ -42,6 +42,7 @@ from whatsapp.outbound.answer_parts import answer_parts, edited_fields, part_key
 from whatsapp.outbound.breakers import BreakerOpen, call_through_breaker
 from whatsapp.outbound.providers import get_provider
 from whatsapp.outbound.providers.base import AMBIGUOUS, PACED, PERMANENT, UNAVAILABLE, OutgoingPart, ProviderError
+from whatsapp.outbound.templates import template_sid_for, template_variables_for
 
 log = logging.getLogger("whatsapp.delivery")
 
@@ -233,8 +234,8 @@ def _try_provider(message: Message, provider, parts: list[str]) -> _ProviderResu
             if exc.permanent:
                 note_permanent_refusal(message, exc.code)  # 21610: the customer opted out
                 if exc.code == WINDOW_CLOSED_CODE and provider.name == Provider.TWILIO and not template:
-                    if message.tenant.twilio_template_sid:
-                        template = message.tenant.twilio_template_sid
+                    if template_sid_for(message):
+                        template = template_sid_for(message)
                         continue
                     return _ProviderResult("next", DeadLetter.Reason.NO_TEMPLATE, str(exc))
                 return _ProviderResult("next", DeadLetter.Reason.PERMANENT, str(exc))
@@ -263,7 +264,7 @@ def _twilio_template_needed(message: Message) -> str | None:
     last_inbound = message.contact.last_twilio_inbound_at
     if last_inbound and timezone.now() - last_inbound < TWILIO_WINDOW:
         return None
-    return message.tenant.twilio_template_sid or "missing"
+    return template_sid_for(message) or "missing"
 
 
 def _part_accepted(message: Message, provider: str, provider_id: str, template: str | None) -> None:
@@ -333,7 +334,7 @@ def _outgoing(message: Message, parts: list[str], index: int, template_sid: str)
         text=parts[index] if index < len(parts) else "",
         key=part_key(message, index),
         template_sid=template_sid,
-        template_variables=message.tenant.twilio_template_variables if template_sid else {},
+        template_variables=template_variables_for(message, template_sid),
     )
 
 
