@@ -58,15 +58,19 @@ def _event_item(event: ConversationEvent) -> dict:
 
 
 def thread(contact: Contact, limit: int = 200, can_resolve: bool = False) -> dict:
+    """The newest `limit` messages (and the events since the oldest of them); `has_older`
+    says whether there is more before them."""
     messages = list(
-        Message.objects.filter(contact=contact).select_related("author", "tenant").order_by("-created_at", "-pk")[:limit]
+        Message.objects.filter(contact=contact).select_related("author", "tenant").order_by("-created_at", "-pk")[:limit + 1]
     )
+    has_older = len(messages) > limit
+    messages = messages[:limit]
     letters = {
         dl.message_id: dl
         for dl in DeadLetter.objects.filter(message__in=messages, resolved_at__isnull=True)
     }
     items = [_message_item(m, letters, can_resolve) for m in messages]
-    since = messages[-1].created_at if len(messages) == limit else None
+    since = messages[-1].created_at if has_older else None
     events = ConversationEvent.objects.filter(contact=contact).select_related("by")
     if since:
         events = events.filter(at__gte=since)
@@ -76,6 +80,7 @@ def thread(contact: Contact, limit: int = 200, can_resolve: bool = False) -> dic
     window = twilio_window(contact)
     return {
         "items": items,
+        "has_older": has_older,
         "state": {
             "paused": bool(conversation and conversation.bot_paused),
             "paused_why": conversation.get_paused_why_display() if conversation and conversation.bot_paused else "",

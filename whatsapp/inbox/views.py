@@ -8,6 +8,7 @@ from functools import wraps
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -23,6 +24,9 @@ from whatsapp.models import Contact, DeadLetter, Tenant
 from whatsapp.text import normalize_phone
 
 PERMISSION = "whatsapp.use_inbox"
+CONVERSATIONS_PER_PAGE = 50
+THREAD_PAGE = 50  # messages of a thread per "load older"
+THREAD_MAX_PAGES = 40
 
 
 def inbox_view(func):
@@ -53,8 +57,9 @@ def tenants(request):
 def conversation_list(request, slug: str):
     tenant = get_object_or_404(Tenant, slug=slug)
     show, search = request.GET.get("show", ""), request.GET.get("q", "")
+    page = Paginator(conversations(tenant, show, search), CONVERSATIONS_PER_PAGE).get_page(request.GET.get("page"))
     context = _context(
-        request, f"Inbox: {tenant.name}", tenant=tenant, rows=conversations(tenant, show, search)[:200],
+        request, f"Inbox: {tenant.name}", tenant=tenant, rows=page.object_list, page=page,
         filters=[(key, label) for key, (label, _) in FILTERS.items()], show=show, q=search,
     )
     return TemplateResponse(request, "admin/whatsapp/inbox/list.html", context)
@@ -78,7 +83,10 @@ def conversation(request, slug: str, contact_id: int):
 def conversation_json(request, slug: str, contact_id: int):
     contact = _contact(slug, contact_id)
     state.mark_read(contact)  # the page is open: what it shows is read
-    return JsonResponse(thread(contact, can_resolve=request.user.has_perm(dead_letters.PERMISSION)))
+    # "Load older" asks for one more page; every poll then brings all the pages shown.
+    pages = int(request.GET["pages"]) if request.GET.get("pages", "").isdigit() else 1
+    limit = THREAD_PAGE * min(max(pages, 1), THREAD_MAX_PAGES)
+    return JsonResponse(thread(contact, limit=limit, can_resolve=request.user.has_perm(dead_letters.PERMISSION)))
 
 
 @require_POST
