@@ -192,3 +192,17 @@ test('the sandbox refuses a bad owner message', async () => {
     await sc.close();
   }
 });
+
+test('the real transport sends with the id chosen beforehand, in Baileys\' own id shape', async () => {
+  const { baileysTransportFactory } = await import('../src/transports/baileys.js');
+  const { createLogger } = await import('../src/log.js');
+  const t = baileysTransportFactory({ tenant: 'acme', authDir: await tmpDataDir(), logger: createLogger({ level: 'silent', destination: { write() {} } }), config: { waVersion: [2, 3000, 1], authLockTimeoutMs: 1000 } });
+  const calls = [];
+  // Baileys' sendMessage(jid, content, options): options.messageId overrides the generated id.
+  t.sock = { user: { id: '15559990000:3@s.whatsapp.net' }, sendMessage: async (jid, content, options) => { calls.push([jid, content, options]); return { key: { id: options.messageId } }; } };
+  const id = t.newMessageId();
+  assert.match(id, /^3EB0[0-9A-F]{18}$/);
+  assert.notEqual(t.newMessageId(), id);
+  assert.deepEqual(await t.sendText('15557654321@s.whatsapp.net', 'hi', { messageId: id }), { messageId: id });
+  assert.deepEqual(calls, [['15557654321@s.whatsapp.net', { text: 'hi' }, { messageId: id }]]);
+});
