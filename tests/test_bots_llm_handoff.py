@@ -192,3 +192,14 @@ def test_through_real_workers_the_model_hands_off_once_and_the_customer_then_wai
     time.sleep(1)
     assert len(twilio.sent_to(PHONE)) == 1
     assert len(llm.bodies()) == 1
+
+
+def test_a_model_server_without_tool_support_still_answers(shop, llm):
+    llm.tools_supported = False  # refuses any request with tools (400), as Ollama does
+    llm.answer = complaints_go_to_a_person
+    generate_reply(writes(shop, "When do you open?").pk)
+
+    bodies = llm.bodies()
+    assert ["tools" in b for b in bodies] == [True, False], "asked again without the function"
+    answer = Message.objects.get(direction=Direction.OUTBOUND)
+    assert (answer.body, answer.engine) == ("LLM answer to: When do you open?", "llm")

@@ -8,12 +8,16 @@ tenant could otherwise point the URL at their server and receive the server's ke
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 
 from bots.engines.base import Reply
-from bots.llm_client import LLMConfig, complete
+from bots.llm_client import LLMConfig, LLMError, complete
 from bots.prompt import build_messages
 from whatsapp.inbox.models import InboxSettings
+
+log = logging.getLogger("bots.llm")
 
 # The function the model may call instead of answering (Chat Completions `tools`); the bot
 # then does what a handoff keyword does (bots.handoff): says so once and pauses.
@@ -60,6 +64,15 @@ class LLMEngine:
         """Raises EngineError (LLMError) when the model gives no usable answer in time.
         A Reply with handoff=True when the model chose to hand off (its text, if any, is
         not sent: the tenant's handoff answer is)."""
+        config, messages = config_for(tenant), build_messages(tenant, inbound, history)
         tools = [HAND_OFF_TOOL] if InboxSettings.of(tenant).llm_hands_off else None
-        result = complete(config_for(tenant), build_messages(tenant, inbound, history), tools=tools)
+        try:
+            result = complete(config, messages, tools=tools)
+        except LLMError as exc:
+            # A model server without tool support refuses the request (Ollama: "... does not
+            # support tools", 400): answer without the function rather than not at all.
+            if not tools or not str(exc).startswith("HTTP 400"):
+                raise
+            log.warning("the model server refused the handoff function; answering without it")
+            result = complete(config, messages)
         return Reply(result.text, self.name, handoff=HAND_OFF in result.tool_calls)

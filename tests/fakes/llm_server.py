@@ -152,6 +152,7 @@ class FakeLLM(FakeServer):
         self.retry_after = "1"
         self.hang_seconds = 30.0
         self.delay_seconds = 0.0
+        self.tools_supported = True  # False: a model without tool support (Ollama answers 400)
         self.answer: Callable[[dict], str] = default_answer
         self.transcript: Callable[[bytes], str] = default_transcript
         self.transcriptions: list[dict] = []  # every transcription request: headers, model, filename, size
@@ -169,6 +170,7 @@ class FakeLLM(FakeServer):
             self.retry_after = "1"
             self.hang_seconds = 30.0
             self.delay_seconds = 0.0
+            self.tools_supported = True
             self.answer = default_answer
             self.transcript = default_transcript
             self.transcriptions.clear()
@@ -311,6 +313,8 @@ class FakeLLM(FakeServer):
                 if not isinstance(body.get("messages"), list) or not body.get("model"):
                     return self._error(400, "'messages' and 'model' are required", "invalid_request_error")
                 problem = bad_image(body["messages"]) or bad_tools(body)
+                if not problem and body.get("tools") and not fake.tools_supported:
+                    problem = f"registry.ollama.ai/library/{body['model']} does not support tools"
                 if problem:
                     return self._error(400, problem, "invalid_request_error")
                 fault = fake._next_fault()
