@@ -93,6 +93,15 @@ def keep_for_staff(contact, batch: list[Message], notice: Reply | None) -> int:
     return held
 
 
-def _hand_off(contact) -> None:
+def handoff_answer(tenant) -> Reply:
+    return Reply(InboxSettings.of(tenant).handoff_reply, "handoff")
+
+
+def model_hand_off(tenant, contact) -> Screen:
+    """The LLM engine chose to hand off (bots.engines.llm): what a handoff keyword does."""
+    return Screen(REPLY, handoff_answer(tenant), partial(_hand_off, contact, "the AI model handed off"))
+
+
+def _hand_off(contact, note: str = "") -> None:
     state.pause(contact, PauseReason.HANDOFF, needs_human=True)
-    state.record_event(contact, ConversationEvent.Kind.HANDOFF)
+    state.record_event(contact, ConversationEvent.Kind.HANDOFF, note=note)

@@ -15,6 +15,7 @@ addresses).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -69,9 +70,25 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-@sensitive_variables("headers")
+@dataclass(frozen=True)
+class Completion:
+    """The assistant's text ("" when it only called tools) and the names of the offered
+    tools it called (Chat Completions `message.tool_calls`)."""
+
+    text: str
+    tool_calls: tuple[str, ...] = ()
+
+
 def chat_completion(config: LLMConfig, messages: list[dict], session: requests.Session | None = None) -> str:
     """The assistant's answer text for `messages`, or LLMError."""
+    return complete(config, messages, session=session).text
+
+
+@sensitive_variables("headers")
+def complete(config: LLMConfig, messages: list[dict], tools: list[dict] | None = None,
+             session: requests.Session | None = None) -> Completion:
+    """The assistant's answer for `messages`, offering `tools` (the API's function tools,
+    tool_choice "auto": the model may answer, or call one of them), or LLMError."""
     url = config.base_url.rstrip("/") + "/chat/completions"
     payload = {
         "model": config.model,
@@ -80,13 +97,16 @@ def chat_completion(config: LLMConfig, messages: list[dict], session: requests.S
         "max_tokens": config.max_tokens,
         "stream": False,
     }
+    if tools:
+        payload.update(tools=tools, tool_choice="auto")
+    offered = frozenset(tool["function"]["name"] for tool in tools or ())
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if config.api_key:
         headers["Authorization"] = f"Bearer {config.api_key}"
     if session is None and config.tenant_url:
         # A blocked tenant URL raises BlockedURL (an EngineError), never retried.
         with guarded_session(url) as guarded:
-            return chat_completion(config, messages, guarded)
+            return complete(config, messages, tools, guarded)
     http = session or requests
     deadline = time.monotonic() + config.deadline
     attempt = 0
@@ -100,7 +120,7 @@ def chat_completion(config: LLMConfig, messages: list[dict], session: requests.S
                 url, json=payload, headers=headers,
                 timeout=(min(CONNECT_TIMEOUT, remaining), min(config.timeout, remaining)),
             )
-            return _answer(response)
+            return _answer(response, offered)
         except _Retryable as exc:
             reason, retry_after = str(exc), exc.retry_after
         except requests.Timeout:
@@ -120,7 +140,7 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
 
 
-def _answer(response: requests.Response) -> str:
+def _answer(response: requests.Response, offered: frozenset[str] = frozenset()) -> Completion:
     status = response.status_code
     if status in RETRY_STATUSES or status >= 500:
         raise _Retryable(f"HTTP {status} from the model server", _retry_after(response.headers.get("Retry-After")))
@@ -129,12 +149,27 @@ def _answer(response: requests.Response) -> str:
         raise LLMError(f"HTTP {status}: {REFUSALS.get(status, 'the model server refused the request')}")
     try:
         data = response.json()
-        content = data["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
+        message = data["choices"][0]["message"]
+        content = message.get("content")
+        called = tuple(_tool_names(message.get("tool_calls"), offered))
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise _Retryable(f"the model server's answer was not a usable completion (HTTP {status})")
-    if not isinstance(content, str) or not content.strip():
+    text = content.strip() if isinstance(content, str) else ""
+    if not text and not called:
         raise _Retryable("the model gave an empty answer")
-    return content.strip()
+    return Completion(text, called)
+
+
+def _tool_names(tool_calls, offered: frozenset[str]):
+    """The offered functions the model called; `arguments` must be a JSON object (a model
+    that answers with a broken call gave no usable completion: retried)."""
+    for call in tool_calls or ():
+        function = call["function"]
+        if call.get("type", "function") != "function" or function["name"] not in offered:
+            continue
+        if not isinstance(json.loads(function.get("arguments") or "{}"), dict):
+            raise ValueError("tool arguments are not a JSON object")
+        yield function["name"]
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -13,6 +13,7 @@ in that answer's batch or answered by the next reply, never by both and never by
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import shared_task
 from django.db import IntegrityError, transaction
@@ -59,6 +60,11 @@ def generate_reply(inbound_id: int) -> int | None:
             screened.then()  # the state first: after a STOP nothing else may go out
             return store_reply(batch, screened.reply, 0, hold_if_paused=False)
         reply, latency_ms = build_reply(inbound.tenant, batch)
+        if reply.handoff:
+            # The model chose a person: the handoff answer and the pause are stored together
+            # (nothing goes out if staff took over meanwhile).
+            screened = handoff.model_hand_off(inbound.tenant, inbound.contact)
+            return store_reply(batch, screened.reply, latency_ms, then=screened.then)
         return store_reply(batch, reply, latency_ms)
 
 
@@ -78,9 +84,11 @@ def pending_batch(inbound: Message) -> list[Message]:
     )
 
 
-def store_reply(batch: list[Message], reply: Reply, latency_ms: int, hold_if_paused: bool = True) -> int | None:
+def store_reply(batch: list[Message], reply: Reply, latency_ms: int, hold_if_paused: bool = True,
+                then: Callable[[], object] | None = None) -> int | None:
     """Store one outbound answer for the batch, unless another run answered any of it, or
-    staff paused the bot (or the customer opted out) while it was being generated."""
+    staff paused the bot (or the customer opted out) while it was being generated.
+    `then` runs in the same transaction, once the batch is claimed (the model's handoff)."""
     latest = batch[-1]
     outbound = None
     try:
@@ -94,6 +102,8 @@ def store_reply(batch: list[Message], reply: Reply, latency_ms: int, hold_if_pau
                 status=Status.ANSWERED, updated_at=timezone.now()
             )
             if claimed == len(batch):
+                if then is not None:
+                    then()
                 outbound = Message.objects.new_outbound(
                     tenant=latest.tenant,
                     contact=latest.contact,

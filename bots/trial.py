@@ -18,6 +18,8 @@ import redis
 from celery import current_app
 from django.conf import settings
 
+from bots.engines.base import Reply
+from bots.handoff import handoff_answer
 from bots.reply import answer_with_fallback, build_reply
 from project.redis_clients import redis_client
 from whatsapp.models import Direction, Message, Status, Tenant
@@ -97,4 +99,6 @@ def ask(tenant: Tenant, question: str, engine_name: str | None = None) -> dict:
         return reply
 
     reply, latency_ms = build_reply(tenant, [message], history=[], engine_name=name, answer=engine_call)
+    if reply.handoff:  # what the customer would get: the handoff answer, then the bot pauses
+        reply = Reply(handoff_answer(tenant).text, "handoff (the model handed off)")
     return {"text": reply.text, "engine": reply.engine, "latency_ms": latency_ms, "error": errors[0] if errors else ""}

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 class Reply:
     text: str
     engine: str
+    handoff: bool = False  # the engine decided a person should answer (bots.handoff)
 
 
 class EngineError(Exception):

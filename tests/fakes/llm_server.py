@@ -7,7 +7,14 @@ model (400), a file format it does not know by the file name's extension (400), 
 than 25 MB (413). https://platform.openai.com/docs/api-reference/audio/createTranscription
 Image content in a chat message (`{"type": "image_url", "image_url": {"url":
 "data:image/jpeg;base64,..."}}`) must be a data URL with valid base64 or an http(s) URL
-(400 otherwise). https://platform.openai.com/docs/guides/images-vision It records every request (headers and
+(400 otherwise). https://platform.openai.com/docs/guides/images-vision Function tools
+(`tools`, `tool_choice`) are checked as the API checks them (a function tool with a name of
+[a-zA-Z0-9_-]{1,64} and object parameters; `tool_choice` only with `tools`: 400 otherwise);
+an `answer` that returns a ToolCall makes the model call that function, the API's way:
+`message.content` null, `message.tool_calls`, finish_reason "tool_calls", and only when the
+request offered it (else the model answers in text, as a real one would have to).
+https://platform.openai.com/docs/api-reference/chat/create https://platform.openai.com/docs/guides/function-calling
+It records every request (headers and
 body) and injects faults on request: 429 with Retry-After, 5xx, a hang, garbage, a
 response without choices.
 
@@ -21,9 +28,11 @@ import argparse
 import base64
 import binascii
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from tests.fakes.base import FakeServer, JsonHandler
 
@@ -32,6 +41,46 @@ from tests.fakes.base import FakeServer, JsonHandler
 # "garbage" (200 with a non-JSON body), "no_choices" (200 JSON without choices),
 # "empty" (200 with an empty answer), "401".
 FAULT_KINDS = {"429", "500", "502", "503", "hang", "garbage", "no_choices", "empty", "401"}
+
+
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """What an `answer` returns to make the model call a function instead of answering."""
+
+    name: str
+    arguments: dict = field(default_factory=dict)
+
+
+def bad_tools(body: dict) -> str | None:
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if tools is None:
+        return "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified." \
+            if choice is not None else None
+    if not isinstance(tools, list) or not tools:
+        return "Invalid 'tools': expected a non-empty array."
+    for n, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or tool.get("type") != "function":
+            return f"Invalid 'tools[{n}]': expected a function tool."
+        if not isinstance(function.get("name"), str) or not TOOL_NAME.fullmatch(function["name"]):
+            return f"Invalid 'tools[{n}].function.name': string does not match pattern '^[a-zA-Z0-9_-]+$'."
+        if "parameters" in function and (not isinstance(function["parameters"], dict)
+                                         or function["parameters"].get("type") != "object"):
+            return f"Invalid schema for function '{function['name']}': schema must be a JSON Schema of 'type: \"object\"'."
+    if choice not in (None, "none", "auto", "required") and not (
+        isinstance(choice, dict) and choice.get("type") == "function"
+    ):
+        return "Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or a named function."
+    return None
+
+
+def offered_tools(body: dict) -> set[str]:
+    if body.get("tool_choice") == "none":
+        return set()
+    return {t["function"]["name"] for t in body.get("tools") or []}
 
 
 AUDIO_FORMATS = {"flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "oga", "wav", "webm"}
@@ -103,6 +152,7 @@ class FakeLLM(FakeServer):
         self.retry_after = "1"
         self.hang_seconds = 30.0
         self.delay_seconds = 0.0
+        self.tools_supported = True  # False: a model without tool support (Ollama answers 400)
         self.answer: Callable[[dict], str] = default_answer
         self.transcript: Callable[[bytes], str] = default_transcript
         self.transcriptions: list[dict] = []  # every transcription request: headers, model, filename, size
@@ -120,6 +170,7 @@ class FakeLLM(FakeServer):
             self.retry_after = "1"
             self.hang_seconds = 30.0
             self.delay_seconds = 0.0
+            self.tools_supported = True
             self.answer = default_answer
             self.transcript = default_transcript
             self.transcriptions.clear()
@@ -144,6 +195,10 @@ class FakeLLM(FakeServer):
 
     def _completion(self, body: dict) -> dict:
         text = self.answer(body)
+        if isinstance(text, ToolCall):
+            if text.name in offered_tools(body):
+                return self._tool_completion(body, text)
+            text = default_answer(body)  # not offered: a real model can only answer in text
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         return {
             "id": "chatcmpl-" + uuid.uuid4().hex[:24],
@@ -159,6 +214,25 @@ class FakeLLM(FakeServer):
             }],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
                       "total_tokens": prompt_tokens + len(text.split())},
+        }
+
+    def _tool_completion(self, body: dict, call: ToolCall) -> dict:
+        return {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", ""),
+            "system_fingerprint": "fp_fake",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "refusal": None, "tool_calls": [{
+                    "id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+                    "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                }]},
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+            }],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
 
     def handler_class(self):
@@ -238,7 +312,9 @@ class FakeLLM(FakeServer):
                                        "invalid_request_error")
                 if not isinstance(body.get("messages"), list) or not body.get("model"):
                     return self._error(400, "'messages' and 'model' are required", "invalid_request_error")
-                problem = bad_image(body["messages"])
+                problem = bad_image(body["messages"]) or bad_tools(body)
+                if not problem and body.get("tools") and not fake.tools_supported:
+                    problem = f"registry.ollama.ai/library/{body['model']} does not support tools"
                 if problem:
                     return self._error(400, problem, "invalid_request_error")
                 fault = fake._next_fault()

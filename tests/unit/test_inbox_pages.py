@@ -139,7 +139,8 @@ def test_a_closed_window_is_said_on_the_page(staff_client, tenant, contacts):
     tenant.twilio_template_sid = "HX" + "1" * 32
     tenant.save()
     window = staff_client.get(f"/admin/inbox/acme/{ana.pk}/thread.json").json()["window"]
-    assert window == {"applies": True, "open": False, "closes_at": None, "template_sid": "HX" + "1" * 32}
+    assert window == {"applies": True, "open": False, "closes_at": None, "template_sid": "HX" + "1" * 32,
+                      "templates": []}
 
 
 def test_a_contact_of_another_tenant_is_not_found(staff_client, contacts):

@@ -9,6 +9,8 @@ Store first, then DELETE: the dead letter is unique on the item's id, so a crash
 failed DELETE) between the two files the item once, not twice, on the next run.
 Receipts ("status" items) are dropped with a log line: a receipt only moves a sent reply
 to delivered or read, staff cannot act on one, and the list must show what needs a person.
+So are the owner's own phone messages ("owner" items): filed, they would read as a
+customer's message and be answered.
 """
 
 from __future__ import annotations
@@ -62,9 +64,11 @@ def collect(inbox: RejectedInbox | None = None, limit: int = 100) -> dict:
     inbox = inbox or RejectedInbox()
     counts = {"filed": 0, "receipts_dropped": 0, "not_deleted": 0}
     for item in inbox.items(limit):
-        if item.get("kind") == "status":
+        if item.get("kind") in ("status", "owner"):
+            # An owner's phone message is not a customer's: filing it would answer it.
             log.warning(
-                "a receipt Django refused was dropped: HTTP %s %s", item.get("httpStatus"), item.get("error"),
+                "a %s Django refused was dropped: HTTP %s %s", "receipt" if item["kind"] == "status" else "message the owner sent",
+                item.get("httpStatus"), item.get("error"),
                 extra={"tenant": item.get("tenant"), "item": item["id"]},
             )
             counts["receipts_dropped"] += 1

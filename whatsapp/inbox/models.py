@@ -6,6 +6,7 @@ per-tenant settings of those rules and a log of the events shown in the thread."
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -86,6 +87,11 @@ class InboxSettings(models.Model):
     handoff_reply = models.TextField(
         default="Of course, a person from our team will answer you here as soon as possible."
     )
+    llm_hands_off = models.BooleanField(
+        "AI may hand off", default=True,
+        help_text="The LLM engine may decide to hand the conversation to a person (it is offered a "
+                  "function to call; a model server that does not support tools needs this off).",
+    )
     resume_after_minutes = models.PositiveIntegerField(
         default=120, help_text="The bot answers again after this long without a staff reply. 0: only by hand."
     )
@@ -119,3 +125,23 @@ class InboxSettings(models.Model):
     def of(cls, tenant) -> InboxSettings:
         found = cls.objects.filter(tenant=tenant).first()
         return found or cls(tenant=tenant)
+
+
+class ReplyTemplate(models.Model):
+    """One of a tenant's approved WhatsApp templates (Twilio Content API), offered to staff
+    when Twilio's 24-hour window is closed. `text` is what the customer reads (shown in the
+    thread, and sent as such through the WhatsApp Web session, which has no window)."""
+
+    tenant = models.ForeignKey("whatsapp.Tenant", on_delete=models.CASCADE, related_name="reply_templates")
+    name = models.CharField(max_length=100)
+    content_sid = models.CharField("ContentSid", max_length=64, validators=[
+        RegexValidator(r"^HX[0-9a-fA-F]{32}$", "A Twilio ContentSid: HX and 32 hex digits.")])
+    variables = models.JSONField(default=dict, blank=True, help_text='Template variables, e.g. {"1": "Acme"}.')
+    text = models.TextField(help_text="The message as the customer reads it, variables filled in.")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="reply_template_name_per_tenant")]
+
+    def __str__(self) -> str:
+        return self.name

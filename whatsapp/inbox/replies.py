@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from whatsapp import pipeline
 from whatsapp.inbox import state
-from whatsapp.inbox.models import PauseReason
+from whatsapp.inbox.models import PauseReason, ReplyTemplate
 from whatsapp.media.outbound import MediaRefused, Upload, attach, check_upload
 from whatsapp.models import Contact, Direction, Message, Provider, Status
 from whatsapp.outbound.delivery import TWILIO_WINDOW
@@ -54,8 +54,22 @@ def twilio_window(contact: Contact) -> Window:
     )
 
 
-def send_staff_reply(contact: Contact, author, body: str, upload=None) -> Message:
-    """`upload`: a photo or document (Django's UploadedFile), `body` then its caption."""
+def templates_of(tenant) -> list[ReplyTemplate]:
+    return list(ReplyTemplate.objects.filter(tenant=tenant))
+
+
+def send_staff_reply(contact: Contact, author, body: str, template: str | int | None = None,
+                     upload=None) -> Message:
+    """`template`: the id of one of the tenant's ReplyTemplates, sent instead of `body`
+    (its ContentSid through Twilio, its text through the WhatsApp Web session).
+    `upload`: a photo or document (Django's UploadedFile), `body` then its caption."""
+    chosen = None
+    if template:
+        chosen = ReplyTemplate.objects.filter(tenant=contact.tenant, pk=str(template)).first() \
+            if str(template).isdigit() else None
+        if chosen is None:
+            raise ReplyRefused("No such template for this business.")
+        body = chosen.text
     body = (body or "").strip()
     if not body and upload is None:
         raise ReplyRefused("Write a message first.")
@@ -67,7 +81,7 @@ def send_staff_reply(contact: Contact, author, body: str, upload=None) -> Messag
         raise ReplyRefused(str(exc)) from None
     window = twilio_window(contact)
     only_twilio = contact.tenant.provider_order() == [Provider.TWILIO]
-    if only_twilio and window.blocks_free_text and not window.template_sid:
+    if only_twilio and window.blocks_free_text and not (chosen or window.template_sid):
         raise ReplyRefused("Twilio's 24-hour window is closed and the tenant has no template: "
                            "the customer must write first.")
     with transaction.atomic():
@@ -76,7 +90,9 @@ def send_staff_reply(contact: Contact, author, body: str, upload=None) -> Messag
             raise ReplyRefused("The customer opted out: nothing can be sent until they write START.")
         if not conversation.bot_paused:
             state.pause(contact, PauseReason.STAFF, by=author, note=f"{author} replied")
-        reply = create_outbound(contact, body, "staff", author=author, media=media)
+        # The chosen template goes with the message: delivery sends it when the window is closed.
+        reply = create_outbound(contact, body, "staff", author=author, media=media,
+                                template_sid=chosen.content_sid if chosen else "")
         Message.objects.filter(
             contact=contact, direction=Direction.INBOUND, status__in=[Status.WAITING, Status.RECEIVED]
         ).update(status=Status.ANSWERED, updated_at=timezone.now())
@@ -88,12 +104,14 @@ def send_staff_reply(contact: Contact, author, body: str, upload=None) -> Messag
     return reply
 
 
-def create_outbound(contact: Contact, body: str, engine: str, author=None, media: Upload | None = None) -> Message:
+def create_outbound(contact: Contact, body: str, engine: str, author=None, media: Upload | None = None,
+                    template_sid: str = "") -> Message:
     """A message to the customer that answers no message of theirs in particular (a staff
     reply, the away message), sent after commit by the ordinary send task. With `media`,
     the file goes with it and `body` is its caption."""
     message = Message.objects.new_outbound(tenant=contact.tenant, contact=contact, body=body, author=author,
-                                           engine=engine, media_type=media.kind if media else "text")
+                                           engine=engine, media_type=media.kind if media else "text",
+                                           template_sid=template_sid)
     if media is not None:
         attach(message, media)
     pipeline.enqueue_send_on_commit(message.pk)

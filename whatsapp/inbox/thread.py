@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from django.urls import reverse
 
+from whatsapp.inbox.dead_letters import LABELS, actions_for
 from whatsapp.inbox.models import Conversation, ConversationEvent
-from whatsapp.inbox.replies import twilio_window
+from whatsapp.inbox.replies import templates_of, twilio_window
 from whatsapp.media.preview import render_preview
 from whatsapp.models import Contact, DeadLetter, Direction, Message, Status
 
@@ -27,7 +28,7 @@ def _author(message: Message) -> str:
     return f"Bot ({message.engine or 'bot'})"
 
 
-def _message_item(message: Message, letters: dict[int, DeadLetter]) -> dict:
+def _message_item(message: Message, letters: dict[int, DeadLetter], can_resolve: bool = False) -> dict:
     item = {
         "type": "in" if message.direction == Direction.INBOUND else "out",
         "key": f"m{message.pk}",
@@ -52,6 +53,9 @@ def _message_item(message: Message, letters: dict[int, DeadLetter]) -> dict:
         item["dead_letter"] = {
             "reason": letter.get_reason_display(),
             "url": reverse("admin:whatsapp_deadletter_change", args=[letter.pk]),
+            # Buttons on the page (POST, CSRF), only for staff allowed to resolve dead letters.
+            "actions": [{"name": a, "label": LABELS[a]} for a in actions_for(letter)] if can_resolve else [],
+            "action_url": reverse("inbox-dead-letter", args=[message.tenant.slug, message.contact_id, letter.pk]),
         }
     return item
 
@@ -62,16 +66,21 @@ def _event_item(event: ConversationEvent) -> dict:
     return {"type": "event", "key": f"e{event.pk}", "at": event.at.isoformat(), "body": text}
 
 
-def thread(contact: Contact, limit: int = 200) -> dict:
+def thread(contact: Contact, limit: int = 200, can_resolve: bool = False) -> dict:
+    """The newest `limit` messages (and the events since the oldest of them); `has_older`
+    says whether there is more before them."""
     messages = list(
-        Message.objects.filter(contact=contact).select_related("author", "tenant").prefetch_related("media").order_by("-created_at", "-pk")[:limit]
+        Message.objects.filter(contact=contact).select_related("author", "tenant").prefetch_related("media")
+        .order_by("-created_at", "-pk")[:limit + 1]
     )
+    has_older = len(messages) > limit
+    messages = messages[:limit]
     letters = {
         dl.message_id: dl
         for dl in DeadLetter.objects.filter(message__in=messages, resolved_at__isnull=True)
     }
-    items = [_message_item(m, letters) for m in messages]
-    since = messages[-1].created_at if len(messages) == limit else None
+    items = [_message_item(m, letters, can_resolve) for m in messages]
+    since = messages[-1].created_at if has_older else None
     events = ConversationEvent.objects.filter(contact=contact).select_related("by")
     if since:
         events = events.filter(at__gte=since)
@@ -81,6 +90,7 @@ def thread(contact: Contact, limit: int = 200) -> dict:
     window = twilio_window(contact)
     return {
         "items": items,
+        "has_older": has_older,
         "state": {
             "paused": bool(conversation and conversation.bot_paused),
             "paused_why": conversation.get_paused_why_display() if conversation and conversation.bot_paused else "",
@@ -92,5 +102,8 @@ def thread(contact: Contact, limit: int = 200) -> dict:
             "open": window.open,
             "closes_at": window.closes_at.isoformat() if window.closes_at else None,
             "template_sid": window.template_sid,
+            # Offered in the reply form while the window is closed.
+            "templates": [{"id": t.pk, "name": t.name, "text": t.text} for t in templates_of(contact.tenant)]
+            if window.blocks_free_text else [],
         },
     }

@@ -18,5 +18,7 @@ urlpatterns = [
     path("admin/inbox/<str:slug>/<int:contact_id>/hand-back/", views.hand_back, name="inbox-hand-back"),
     path("admin/inbox/<str:slug>/<int:contact_id>/reply/", views.reply, name="inbox-reply"),
     path("admin/inbox/<str:slug>/<int:contact_id>/media/<int:media_id>/", views.media_file, name="inbox-media"),
+    path("admin/inbox/<str:slug>/<int:contact_id>/dead-letters/<int:dead_letter_id>/", views.dead_letter_action,
+         name="inbox-dead-letter"),
     path("webhooks/baileys/<str:tenant>/owner/", BaileysOwnerMessage.as_view(), name="baileys-owner"),
 ]

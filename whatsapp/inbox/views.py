@@ -9,23 +9,27 @@ from functools import wraps
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST
 
 from whatsapp.inbound.views import PHONE
-from whatsapp.inbox import state
+from whatsapp.inbox import dead_letters, state
 from whatsapp.inbox.listing import FILTERS, conversations
 from whatsapp.inbox.models import PauseReason
 from whatsapp.inbox.replies import ReplyRefused, send_staff_reply
 from whatsapp.inbox.thread import thread
 from whatsapp.media.models import MediaFile
 from whatsapp.media.serve import file_response
-from whatsapp.models import Contact, Tenant
+from whatsapp.models import Contact, DeadLetter, Tenant
 from whatsapp.text import normalize_phone
 
 PERMISSION = "whatsapp.use_inbox"
+CONVERSATIONS_PER_PAGE = 50
+THREAD_PAGE = 50  # messages of a thread per "load older"
+THREAD_MAX_PAGES = 40
 
 
 def inbox_view(func):
@@ -56,8 +60,9 @@ def tenants(request):
 def conversation_list(request, slug: str):
     tenant = get_object_or_404(Tenant, slug=slug)
     show, search = request.GET.get("show", ""), request.GET.get("q", "")
+    page = Paginator(conversations(tenant, show, search), CONVERSATIONS_PER_PAGE).get_page(request.GET.get("page"))
     context = _context(
-        request, f"Inbox: {tenant.name}", tenant=tenant, rows=conversations(tenant, show, search)[:200],
+        request, f"Inbox: {tenant.name}", tenant=tenant, rows=page.object_list, page=page,
         filters=[(key, label) for key, (label, _) in FILTERS.items()], show=show, q=search,
     )
     return TemplateResponse(request, "admin/whatsapp/inbox/list.html", context)
@@ -81,7 +86,10 @@ def conversation(request, slug: str, contact_id: int):
 def conversation_json(request, slug: str, contact_id: int):
     contact = _contact(slug, contact_id)
     state.mark_read(contact)  # the page is open: what it shows is read
-    return JsonResponse(thread(contact))
+    # "Load older" asks for one more page; every poll then brings all the pages shown.
+    pages = int(request.GET["pages"]) if request.GET.get("pages", "").isdigit() else 1
+    limit = THREAD_PAGE * min(max(pages, 1), THREAD_MAX_PAGES)
+    return JsonResponse(thread(contact, limit=limit, can_resolve=request.user.has_perm(dead_letters.PERMISSION)))
 
 
 @require_POST
@@ -105,7 +113,8 @@ def hand_back(request, slug: str, contact_id: int):
 def reply(request, slug: str, contact_id: int):
     contact = _contact(slug, contact_id)
     try:
-        send_staff_reply(contact, request.user, request.POST.get("body", ""), request.FILES.get("file"))
+        send_staff_reply(contact, request.user, request.POST.get("body", ""), request.POST.get("template"),
+                         upload=request.FILES.get("file"))
     except ReplyRefused as exc:
         if request.headers.get("Accept") == "application/json":
             return JsonResponse({"ok": False, "error": str(exc)}, status=409)
@@ -121,6 +130,29 @@ def media_file(request, slug: str, contact_id: int, media_id: int):
     not have the admin's message permissions."""
     contact = _contact(slug, contact_id)
     return file_response(get_object_or_404(MediaFile, pk=media_id, message__contact=contact))
+
+
+@require_POST
+@inbox_view
+def dead_letter_action(request, slug: str, contact_id: int, dead_letter_id: int):
+    """A dead letter's button in the thread: requeue, answer now or discard (confirmed)."""
+    contact = _contact(slug, contact_id)
+    letter = get_object_or_404(DeadLetter, pk=dead_letter_id, message__contact=contact)
+    wants_json = request.headers.get("Accept") == "application/json"
+    action = request.POST.get("action", "")
+    if not request.user.has_perm(dead_letters.PERMISSION):
+        error, status = "You do not have permission to resolve dead letters.", 403
+    elif action == "discard" and request.POST.get("confirm_discard") != "yes":
+        error, status = "Confirm the discard: the customer gets no answer.", 400
+    elif not dead_letters.act(letter, action, request.user):
+        error, status = "Already resolved, or not possible for this dead letter; nothing done.", 409
+    else:
+        error, status = "", 200
+    if wants_json:
+        return JsonResponse({"ok": not error, "error": error}, status=status)
+    if error:
+        messages.error(request, error)
+    return redirect("inbox-conversation", slug, contact.pk)
 
 
 @require_POST

@@ -53,6 +53,7 @@ from whatsapp.outbound.providers.base import (
     OutgoingPart,
     ProviderError,
 )
+from whatsapp.outbound.templates import template_sid_for, template_variables_for
 
 log = logging.getLogger("whatsapp.delivery")
 
@@ -243,8 +244,8 @@ def _try_provider(message: Message, provider, parts: list[str], history: rules.H
             if exc.permanent:
                 note_permanent_refusal(message, exc.code)  # 21610: the customer opted out
                 if exc.code == WINDOW_CLOSED_CODE and provider.name == Provider.TWILIO and not template:
-                    if message.tenant.twilio_template_sid:
-                        template = message.tenant.twilio_template_sid
+                    if template_sid_for(message):
+                        template = template_sid_for(message)
                         continue
                     return rules.Failure(PERMANENT, str(exc), rules.CODE_NO_TEMPLATE)
                 return rules.Failure(PERMANENT, str(exc), exc.code)
@@ -270,7 +271,7 @@ def _twilio_template_needed(message: Message) -> str | None:
     last_inbound = message.contact.last_twilio_inbound_at
     if last_inbound and timezone.now() - last_inbound < TWILIO_WINDOW:
         return None
-    return message.tenant.twilio_template_sid or "missing"
+    return template_sid_for(message) or "missing"
 
 
 def _part_accepted(message: Message, provider: str, provider_id: str, template: str | None) -> None:
@@ -340,7 +341,7 @@ def _outgoing(message: Message, parts: list[str], index: int, template_sid: str)
         text=parts[index] if index < len(parts) else "",
         key=part_key(message, index),
         template_sid=template_sid,
-        template_variables=message.tenant.twilio_template_variables if template_sid else {},
+        template_variables=template_variables_for(message, template_sid),
         media=sent_media(message) if index == 0 and not template_sid else None,  # a template replaces it
     )
 

@@ -250,6 +250,10 @@ export async function createApp({ config, logger }) {
       if (!id) throw new HttpError(409, 'no_socket', 'the tenant has no live socket');
       return send(res, 200, { ok: true, id });
     }
+    if (action === 'owner-message') {
+      const id = wrap(() => world.ownerMessage(tenant, body));
+      return send(res, 200, { ok: true, id });
+    }
     if (action === 'scan') {
       if (!world.scan(tenant)) throw new HttpError(409, 'not_waiting_for_scan', 'the session shows no QR code to scan');
       return send(res, 200, { ok: true });

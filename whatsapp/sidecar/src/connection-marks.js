@@ -1,5 +1,5 @@
 // When each tenant's session last connected, kept on disk so a sidecar restart or deploy
-// still knows which `append` upserts are messages it has not seen (whatsapp.js isNew).
+// still knows which `append` upserts are messages it has not seen (whatsapp.js isNewUpsert).
 import path from 'node:path';
 import { writeFileAtomic, readJsonOrNull } from './fsutil.js';
 

@@ -67,7 +67,7 @@ function bounded(promise, ms, what) {
  * Presence (if asked), then the message. Resolves with { messageId } like transport.sendText.
  * `sendTimeoutMs`: the bound of the whole send; typing takes at most half of it.
  */
-export async function deliver(t, { jid, text, media, presence }, { sendTimeoutMs, logger, tenant }) {
+export async function deliver(t, { jid, text, media, presence, messageId }, { sendTimeoutMs, logger, tenant }) {
   if (presence) {
     const step = async (what, fn) => {
       try {
@@ -84,6 +84,7 @@ export async function deliver(t, { jid, text, media, presence }, { sendTimeoutMs
       await step('paused', () => t.sendPresenceUpdate('paused', jid));
     }
   }
-  if (media) return t.sendMedia(jid, { ...media, caption: text || undefined });
-  return t.sendText(jid, text);
+  // `messageId`: chosen before the send, so its echo is known as ours (owner-messages.js).
+  if (media) return t.sendMedia(jid, { ...media, caption: text || undefined }, { messageId });
+  return t.sendText(jid, text, { messageId });
 }

@@ -11,6 +11,7 @@ import { disconnectCode, reasonName, inboundPayloads, receiptUpdates } from './w
 import { AckTracker, ackUpdates, settles } from './acks.js';
 import { contactHash } from './idempotency.js';
 import { contentOf, deliver } from './outgoing.js';
+import { OwnerMessages } from './owner-messages.js';
 
 class SendTimeoutError extends Error {}
 
@@ -71,6 +72,7 @@ export class SessionManager {
     this.idem = idempotency;
     this.spool = spool;
     this.sessions = new Map();
+    this.owner = new OwnerMessages({ spool, idempotency, logger }); // the owner's phone messages
   }
 
   session(tenant) {
@@ -434,7 +436,8 @@ export class SessionManager {
       try {
         if (s.transport !== t || !t) throw new Error('session closed before the send started');
         const how = { sendTimeoutMs: this.config.sendTimeoutMs, logger: this.logger, tenant };
-        sendPromise = Promise.resolve().then(() => deliver(t, { jid, text, media, presence }, how));
+        const ownId = this.owner.idForSend(tenant, t); // known as ours before its echo can come
+        sendPromise = Promise.resolve().then(() => deliver(t, { jid, text, media, presence, messageId: ownId }, how));
         ({ messageId } = await withTimeout(sendPromise, this.config.sendTimeoutMs, 'send timed out'));
       } catch (err) {
         const durationMs = Date.now() - started;
@@ -519,6 +522,7 @@ export class SessionManager {
       this.logger.info({ tenant: s.tenant, id: payload.id, from: maskPhone(payload.from || payload.fromJid), type: payload.type, upsert: upsert.type }, 'inbound_received');
       this.spool.enqueue(s.tenant, 'inbound', payload).catch((err) => this.logger.error({ tenant: s.tenant, id: payload.id, err: err.message }, 'spool_write_failed'));
     }
+    this.owner.onUpsert(s.tenant, upsert, { appendSince: s.appendSince, selfJids: [t.userId, t.meId, t.meLid] });
   }
 
   _onReceipts(s, t, updates) {

@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import { FileSpoolStorage } from './state/file-spool.js';
 
 // <ms since epoch, 15 digits>-<pid>-<seq>-<kind>-<tenant>.json
-export const SPOOL_NAME_RE = /^\d{15}-\d{1,10}-\d{6,}-(inbound|status)-[a-z0-9][a-z0-9_-]{0,62}\.json$/;
+export const SPOOL_NAME_RE = /^\d{15}-\d{1,10}-\d{6,}-(inbound|status|owner)-[a-z0-9][a-z0-9_-]{0,62}\.json$/;
 const ERROR_CHARS = 500;
 
 export function signBody(secret, timestamp, rawBody) {
@@ -57,7 +57,8 @@ export class WebhookSpool {
 
   urlFor(tenant, kind) {
     const base = `${this.webhookBase}/webhooks/baileys/${tenant}/`;
-    return kind === 'status' ? `${base}status/` : base;
+    if (kind === 'status') return `${base}status/`;
+    return kind === 'owner' ? `${base}owner/` : base; // the owner's own phone messages
   }
 
   async enqueue(tenant, kind, payload) {
@@ -184,7 +185,7 @@ export class WebhookSpool {
   async listRejected(limit) {
     const items = [];
     for (const { name, item } of await this.storage.listRejected(limit, (n) => SPOOL_NAME_RE.test(n))) {
-      const [, kind, tenant] = /^(?:[^-]+-){3}(inbound|status)-(.+)\.json$/.exec(name);
+      const [, kind, tenant] = /^(?:[^-]+-){3}(inbound|status|owner)-(.+)\.json$/.exec(name);
       let payload = null;
       try {
         payload = JSON.parse(item?.body);
@@ -195,7 +196,7 @@ export class WebhookSpool {
       items.push({
         id: name,
         tenant: item?.tenant || tenant,
-        kind: (item?.kind || kind) === 'status' ? 'status' : 'message',
+        kind: { status: 'status', owner: 'owner' }[item?.kind || kind] ?? 'message',
         httpStatus: rejection.httpStatus ?? null,
         error: String(rejection.error || 'unreadable spool file').slice(0, ERROR_CHARS),
         rejectedAt: rejection.rejectedAt || item?.createdAt || null,

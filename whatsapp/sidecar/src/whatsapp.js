@@ -75,7 +75,7 @@ export function classify(message) {
   return { type: 'unsupported', text: '' };
 }
 
-function timestampSeconds(ts) {
+export function timestampSeconds(ts) {
   const n = Number(ts?.toNumber ? ts.toNumber() : ts);
   return Number.isFinite(n) && n > 0 ? Math.floor(n) : null;
 }
@@ -88,7 +88,7 @@ function timestampSeconds(ts) {
  * is not older than `appendSince` (seconds: when the session last connected, minus a clock
  * margin); without that mark nothing proves it new (history, our own copies), so it is skipped.
  */
-function isNew(type, ts, appendSince) {
+export function isNewUpsert(type, ts, appendSince) {
   if (type === 'notify') return true;
   if (type !== 'append' || appendSince === null || appendSince === undefined) return false;
   return ts !== null && ts >= appendSince;
@@ -105,7 +105,7 @@ export function inboundPayloads(tenant, upsert, { appendSince = null } = {}) {
     const key = msg?.key;
     if (!key || key.fromMe || !key.id || !msg.message) continue;
     const ts = timestampSeconds(msg.messageTimestamp);
-    if (!isNew(upsert.type, ts, appendSince)) continue;
+    if (!isNewUpsert(upsert.type, ts, appendSince)) continue;
     const jid = key.remoteJid || '';
     if (!(jid.endsWith('@s.whatsapp.net') || jid.endsWith('@lid'))) continue;
     const kind = classify(msg.message);

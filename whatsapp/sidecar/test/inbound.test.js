@@ -91,7 +91,7 @@ test('a 4xx other than 408/429 is poison: moved to spool/rejected, not retried',
   }
 });
 
-test('fromMe, non-notify and group messages are not forwarded; delivery receipts go to the status URL with the key', async () => {
+test('fromMe (the owner\'s: owner URL), non-notify and group messages are not forwarded as inbound; delivery receipts go to the status URL with the key', async () => {
   const hook = await startFakeWebhook();
   const sc = await startSidecar({ env: webhookEnv(hook.base) });
   try {
@@ -105,11 +105,13 @@ test('fromMe, non-notify and group messages are not forwarded; delivery receipts
     const sent = await sc.api('POST', '/sessions/acme/messages', { to: '15550003333', text: 'reply', idempotencyKey: 'k-rcpt' });
     assert.equal((await sc.api('POST', '/sandbox/acme/receipt', { messageId: sent.body.messageId, status: 'delivered' })).status, 200);
     await sc.api('POST', '/sandbox/acme/receipt', { messageId: sent.body.messageId, status: 'read' });
-    await waitFor(() => hook.received.length === 3, { what: 'deliveries' });
+    await waitFor(() => hook.received.length === 4, { what: 'deliveries' });
     await sleep(100);
-    assert.equal(hook.received.length, 3);
+    assert.equal(hook.received.length, 4);
     const inbound = hook.received.filter((r) => r.url === '/webhooks/baileys/acme/');
     assert.deepEqual(inbound.map((r) => [r.body.id, r.body.text, r.body.timestamp]), [['X4', 'extended', 1700000000]]);
+    const owner = hook.received.filter((r) => r.url === '/webhooks/baileys/acme/owner/');
+    assert.deepEqual(owner.map((r) => r.body.id), ['X2'], 'a fromMe message we did not send is the owner\'s');
     const statuses = hook.received.filter((r) => r.url === '/webhooks/baileys/acme/status/').map((r) => r.body);
     assert.deepEqual(statuses.map((s) => s.status).sort(), ['delivered', 'read']);
     for (const s of statuses) {

@@ -278,7 +278,7 @@ export class PgIdempotencyStore {
 
 // ---- webhook spool storage (same interface as file-spool.js) -----------------------------
 
-const tenantOfItem = (name) => /-(?:inbound|status)-([a-z0-9][a-z0-9_-]{0,62})\.json$/.exec(name)?.[1] ?? '';
+const tenantOfItem = (name) => /-(?:inbound|status|owner)-([a-z0-9][a-z0-9_-]{0,62})\.json$/.exec(name)?.[1] ?? '';
 
 export class PgSpoolStorage {
   constructor(db) {

@@ -11,6 +11,7 @@ const {
   Browsers,
   BufferJSON,
   fetchLatestWaWebVersion,
+  generateMessageIDV2,
   initAuthCreds,
   makeCacheableSignalKeyStore,
   proto,
@@ -50,6 +51,12 @@ export class BaileysTransport extends EventEmitter {
   get userId() { return this.sock?.user?.id ?? null; }
 
   get meId() { return this.auth?.state.creds.me?.id ?? null; }
+
+  /** The session's own LID (WhatsApp tells it at login), for recognising its own chat. */
+  get meLid() { return this.auth?.state.creds.me?.lid ?? null; }
+
+  /** A message id as sendMessage would make it; chosen before the send (see owner-messages.js). */
+  newMessageId() { return generateMessageIDV2(this.sock?.user?.id); }
 
   /** Builds the makeWASocket config; separate so tests can check it without a network. */
   async socketConfig() {
@@ -94,19 +101,21 @@ export class BaileysTransport extends EventEmitter {
     await this.sock.readMessages(keys);
   }
 
-  async sendText(jid, text) {
-    return this._send(jid, { text });
+  async sendText(jid, text, options = {}) {
+    return this._send(jid, { text }, options);
   }
 
   /** A staff file (src/outgoing.js): Baileys uploads the bytes to WhatsApp's media servers. */
-  async sendMedia(jid, { kind, data, mimetype, fileName, caption }) {
+  async sendMedia(jid, { kind, data, mimetype, fileName, caption }, options = {}) {
     const content = kind === 'image' ? { image: data, mimetype, caption } : { document: data, mimetype, fileName, caption };
-    return this._send(jid, content);
+    return this._send(jid, content, options);
   }
 
-  async _send(jid, content) {
+  // `messageId`: our own id (sendMessage's options.messageId overrides the one it would
+  // generate), so the echo upsert Baileys emits before this resolves is recognised as ours.
+  async _send(jid, content, { messageId: chosenId } = {}) {
     if (!this.sock) throw new Error('socket not started');
-    const msg = await this.sock.sendMessage(jid, content);
+    const msg = await this.sock.sendMessage(jid, content, chosenId ? { messageId: chosenId } : {});
     const messageId = msg?.key?.id;
     if (!messageId) throw new Error('sendMessage returned no message id');
     return { messageId };

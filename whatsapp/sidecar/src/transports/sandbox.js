@@ -38,6 +38,14 @@ function fakePhone(tenant) {
   return `1555${String(n).padStart(7, '0')}`;
 }
 
+// The owner's own LID: Baileys puts it (the stanza's sender_lid) in remoteJidAlt of the
+// owner's phone messages, so the sandbox does too and proves nobody takes it for the customer's.
+function fakeLid(tenant) {
+  return `${parseInt(crypto.createHash('sha256').update(`lid:${tenant}`).digest('hex').slice(0, 12), 16)}@lid`;
+}
+
+const newSandboxMessageId = () => `3EB0${crypto.randomBytes(9).toString('hex').toUpperCase()}`;
+
 const PAIRING_MODES = ['instant', 'scan', 'never', 'manual'];
 
 // What the phones received, per tenant, as append-only JSON lines under the data dir:
@@ -209,15 +217,39 @@ export class SandboxWorld {
       location: { locationMessage: { degreesLatitude: 32.08, degreesLongitude: 34.78, name: text || undefined } },
     }[type];
     const msg = { key, message, pushName, messageTimestamp: Math.floor(Date.now() / 1000) };
+    this._deliver(tenant, msg);
+    return key.id;
+  }
+
+  // Like WhatsApp's server: a message for a device that is offline is held and delivered
+  // after the next connect, as an 'append' upsert (see SandboxTransport._deliverOffline).
+  _deliver(tenant, msg) {
     const sock = this.liveSocket(tenant);
-    // Like WhatsApp's server: a message for a device that is offline is held and delivered
-    // after the next connect, as an 'append' upsert (see SandboxTransport._deliverOffline).
     if (!sock) {
       const t = this.tenant(tenant);
       t.offline.push(msg);
       t.held.save(t.offline);
     }
     else sock.emit('messages.upsert', { type: 'notify', messages: [msg] });
+  }
+
+  /**
+   * The owner types a message to customer `to` on the phone itself (not through this
+   * sidecar). The linked device receives it as Baileys does (decode-wa-message.js): fromMe,
+   * the chat as remoteJid, the owner's own LID as remoteJidAlt, the owner's name as pushName.
+   */
+  ownerMessage(tenant, { to, lid, text, id }) {
+    const digits = String(to ?? '').replace(/^\+/, '');
+    if (!/^\d{6,15}$/.test(digits)) throw new TypeError('to must be E.164 digits');
+    if (typeof text !== 'string' || !text) throw new TypeError('text is required');
+    if (lid !== undefined && !/^\d{1,20}$/.test(String(lid))) throw new TypeError('lid must be digits');
+    const key = {
+      id: id || `3A${crypto.randomBytes(9).toString('hex').toUpperCase()}`, // the phone app's own id shape
+      remoteJid: lid ? `${lid}@lid` : `${digits}@s.whatsapp.net`,
+      remoteJidAlt: lid ? `${fakePhone(tenant)}@s.whatsapp.net` : fakeLid(tenant),
+      fromMe: true,
+    };
+    this._deliver(tenant, { key, message: { conversation: text }, pushName: 'Owner', messageTimestamp: Math.floor(Date.now() / 1000) });
     return key.id;
   }
 
@@ -284,6 +316,10 @@ export class SandboxTransport extends EventEmitter {
   get userId() { return this.user?.id ?? null; }
 
   get meId() { return this.me; }
+
+  get meLid() { return this.me ? fakeLid(this.tenant) : null; }
+
+  newMessageId() { return newSandboxMessageId(); }
 
   _later(fn, ms = 0) {
     const timer = setTimeout(() => { this.timers.delete(timer); if (!this.closed) fn(); }, ms);
@@ -359,16 +395,16 @@ export class SandboxTransport extends EventEmitter {
     this.t.activity.push({ event: 'read', keys: keys.map((k) => ({ id: k.id, remoteJid: k.remoteJid })), at: new Date().toISOString() });
   }
 
-  async sendText(jid, text) {
-    return this._send(jid, text, null);
+  async sendText(jid, text, options = {}) {
+    return this._send(jid, text, null, null, options);
   }
 
-  async sendMedia(jid, { kind, data, mimetype, fileName, caption }) {
+  async sendMedia(jid, { kind, data, mimetype, fileName, caption }, options = {}) {
     const media = { kind, mimetype, fileName, size: data.length, sha256: crypto.createHash('sha256').update(data).digest('hex') };
-    return this._send(jid, caption ?? '', media, data);
+    return this._send(jid, caption ?? '', media, data, options);
   }
 
-  async _send(jid, text, media, bytes) {
+  async _send(jid, text, media, bytes, { messageId: chosenId } = {}) {
     if (this.closed) throw boom(428, 'Connection Closed');
     const b = this.t.behavior;
     if (b.hang) return new Promise(() => {});
@@ -378,7 +414,7 @@ export class SandboxTransport extends EventEmitter {
     }
     if (b.sendDelayMs) await new Promise((r) => setTimeout(r, b.sendDelayMs));
     if (this.closed) throw boom(428, 'Connection Closed');
-    const messageId = `3EB0${crypto.randomBytes(8).toString('hex').toUpperCase()}`;
+    const messageId = chosenId || newSandboxMessageId();
     const entry = { to: jid, text, messageId, at: new Date().toISOString() };
     if (media) {
       entry.media = media;
@@ -391,6 +427,13 @@ export class SandboxTransport extends EventEmitter {
     this.t.sentLog.append({ event: 'sent', ...entry });
     this.t.sent.push(entry);
     this.t.activity.push({ event: 'message', to: jid, messageId, media: media?.kind ?? null, at: entry.at });
+    // Like Baileys (emitOwnEvents): the sent message is upserted back, fromMe, as 'append',
+    // on the next tick after the relay, so before the caller of sendText runs again.
+    const content = !media ? { conversation: text }
+      : media.kind === 'image' ? { imageMessage: { mimetype: media.mimetype, caption: text || undefined } }
+        : { documentMessage: { mimetype: media.mimetype, fileName: media.fileName, caption: text || undefined } };
+    const echo = { key: { id: messageId, remoteJid: jid, fromMe: true }, message: content, messageTimestamp: Math.floor(Date.now() / 1000) };
+    process.nextTick(() => { if (!this.closed) this.emit('messages.upsert', { type: 'append', messages: [echo] }); });
     // sendMessage resolves when the frame is written; the server's ack comes after, apart.
     if (b.acks === 'withhold') this.t.withheld.push(messageId);
     else this._later(() => this._ack(messageId, ACK_CODES[b.acks === 'error' ? 'error' : 'server']));
