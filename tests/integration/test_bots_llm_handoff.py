@@ -16,9 +16,10 @@ from bots.engines.llm import HAND_OFF, LLMEngine, config_for
 from bots.llm_client import LLMError, complete
 from bots.tasks import generate_reply
 from bots.trial import ask
-from tests.conftest import post_twilio, twilio_form, wait_for
 from tests.fakes.llm_server import ToolCall, default_answer
-from tests.inbox_helpers import PHONE
+from tests.support.inbox import PHONE
+from tests.support.twilio_webhooks import post_twilio, twilio_form
+from tests.support.waiting import wait_for
 from whatsapp.inbox.metrics import InboxCollector, needs_human_count
 from whatsapp.inbox.models import Conversation, ConversationEvent, InboxSettings, PauseReason
 from whatsapp.models import Contact, Direction, Message, Status

@@ -12,13 +12,12 @@ import time
 import pytest
 
 from bots.models import Rule
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from whatsapp.inbox.models import Conversation, ConversationEvent, PauseReason
 from whatsapp.models import Contact, Direction, Message, SessionState, Status
 from whatsapp.sessions import lifecycle
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-pytest_plugins = ["tests.sidecar_fixtures"]
 
 CUSTOMER = "15551234567"
 HOURS = "We are open 8-18, Sunday to Friday."

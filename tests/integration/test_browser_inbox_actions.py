@@ -9,8 +9,8 @@ import json
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from tests.conftest import wait_for
-from tests.test_browser_admin import PASSWORD, log_in, page  # noqa: F401 - the browser fixture
+from tests.support.browser import PASSWORD, log_in
+from tests.support.waiting import wait_for
 from whatsapp.inbox.models import ReplyTemplate
 from whatsapp.models import Contact, DeadLetter, Direction, Message, Status
 
@@ -29,7 +29,7 @@ def resolver(db):
 
 
 def test_requeue_a_dead_letter_and_send_a_template_from_the_thread(
-    page, resolver, tenant, twilio, start_worker, live_server  # noqa: F811
+    page, resolver, tenant, twilio, start_worker, live_server
 ):
     tenant.twilio_template_sid = DEFAULT
     tenant.save()

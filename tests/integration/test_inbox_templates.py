@@ -11,8 +11,8 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from tests.conftest import wait_for
-from tests.inbox_helpers import PHONE
+from tests.support.inbox import PHONE
+from tests.support.waiting import wait_for
 from whatsapp.inbox.models import ReplyTemplate
 from whatsapp.inbox.replies import ReplyRefused, send_staff_reply
 from whatsapp.models import Contact, Message, Status, Tenant
