@@ -84,6 +84,13 @@ export function loadConfig(env = process.env) {
     idempotencyRetentionDays: int(env, 'SIDECAR_IDEMPOTENCY_RETENTION_DAYS', 30, { min: 1 }),
     sweepIntervalMs: int(env, 'SIDECAR_SWEEP_INTERVAL_MS', 60 * 60 * 1000, { min: 1000 }),
     authLockTimeoutMs: int(env, 'SIDECAR_AUTH_LOCK_TIMEOUT_MS', 30000, { min: 1 }),
+    // Inbound media (src/media.js): size and time bounds of one download, its attempts,
+    // and how long a file nobody fetched is kept.
+    mediaMaxBytes: int(env, 'SIDECAR_MEDIA_MAX_BYTES', 16 * 1024 * 1024, { min: 1 }),
+    mediaTimeoutMs: int(env, 'SIDECAR_MEDIA_TIMEOUT_MS', 60000, { min: 1 }),
+    mediaRetries: int(env, 'SIDECAR_MEDIA_RETRIES', 3, { min: 1, max: 20 }),
+    mediaRetryBaseMs: int(env, 'SIDECAR_MEDIA_RETRY_BASE_MS', 2000),
+    mediaRetentionHours: int(env, 'SIDECAR_MEDIA_RETENTION_HOURS', 7 * 24, { min: 1 }),
     waVersion,
     logLevel: env.SIDECAR_LOG_LEVEL || 'info',
   };

@@ -57,8 +57,9 @@ class Session {
 }
 
 export class SessionManager {
-  constructor({ config, logger, transportFactory, idempotency, spool, marks }) {
+  constructor({ config, logger, transportFactory, idempotency, spool, marks, media = null }) {
     this.config = config;
+    this.media = media; // InboundMedia: downloads a message's media before spooling it
     this.marks = marks;
     this.logger = logger;
     this.factory = transportFactory;
@@ -494,7 +495,10 @@ export class SessionManager {
     if (s.transport !== t) return;
     for (const payload of inboundPayloads(s.tenant, upsert, { appendSince: s.appendSince })) {
       this.logger.info({ tenant: s.tenant, id: payload.id, from: maskPhone(payload.from || payload.fromJid), type: payload.type, upsert: upsert.type }, 'inbound_received');
-      this.spool.enqueue(s.tenant, 'inbound', payload).catch((err) => this.logger.error({ tenant: s.tenant, id: payload.id, err: err.message }, 'spool_write_failed'));
+      const spooled = this.media
+        ? this.media.forward(s.tenant, payload, upsert.messages.find((m) => m?.key?.id === payload.id))
+        : this.spool.enqueue(s.tenant, 'inbound', payload);
+      spooled.catch((err) => this.logger.error({ tenant: s.tenant, id: payload.id, err: err.message }, 'spool_write_failed'));
     }
   }
 
