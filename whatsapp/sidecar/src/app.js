@@ -255,7 +255,7 @@ export async function createApp({ config, logger }) {
     if (typeof body.tenant !== 'string' || !TENANT_RE.test(body.tenant)) throw new HttpError(400, 'invalid_tenant', 'tenant must match ^[a-z0-9][a-z0-9_-]{0,62}$');
     const jids = contactJids(body);
     if (!jids) throw new HttpError(400, 'invalid_request', 'give "phone" (E.164) or "jid" (a user JID)');
-    const counts = await eraseContact({ idempotency, spool }, body.tenant, jids);
+    const counts = await eraseContact({ idempotency, spool, media }, body.tenant, jids);
     logger.info({ tenant: body.tenant, ...counts }, 'contact_erased'); // never the number
     return send(res, 200, counts);
   }

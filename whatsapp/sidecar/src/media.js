@@ -16,7 +16,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { writeFileAtomic, readJsonOrNull } from './fsutil.js';
 import { unwrap } from './whatsapp.js';
-import { eachFile } from './idempotency.js';
+import { eachFile, contactHash } from './idempotency.js';
 
 // Ids are ours (random), never taken from a request: anything else is refused before a
 // path is built from it.
@@ -111,13 +111,26 @@ export class MediaStore {
     return { bin: path.join(dir, `${id}.bin`), meta: path.join(dir, `${id}.json`) };
   }
 
-  async save(tenant, bytes, { mimetype, fileName }) {
+  /** `contacts`: hashes of the sender's JIDs (contactHash), so erasure finds the file. */
+  async save(tenant, bytes, { mimetype, fileName, contacts = [] }) {
     const id = `m${crypto.randomBytes(16).toString('hex')}`;
     const p = this._paths(tenant, id);
     await writeFileAtomic(p.bin, bytes, { syncDir: false });
     // The meta file last: a file is served only once both exist.
-    await writeFileAtomic(p.meta, JSON.stringify({ mimetype, size: bytes.length, fileName, createdAt: new Date().toISOString() }));
+    await writeFileAtomic(p.meta, JSON.stringify({ mimetype, size: bytes.length, fileName, contacts, createdAt: new Date().toISOString() }));
     return id;
+  }
+
+  /** Deletes the tenant's files sent by a contact (by JID hash). Returns how many. */
+  async erase(tenant, hashes) {
+    let n = 0;
+    await eachFile(path.join(this.root, tenant), async (file) => {
+      const meta = await readJsonOrNull(file).catch(() => null);
+      if (!meta?.contacts?.some((h) => hashes.includes(h))) return;
+      await this.delete(tenant, path.basename(file, '.json'));
+      n++;
+    });
+    return n;
   }
 
   /** {file, mimetype, size} or null when there is no such file. */
@@ -227,6 +240,10 @@ export class InboundMedia {
         this.logger.error({ journal: path.basename(file) }, 'media_journal_unreadable');
         return;
       }
+      // A proto message was written through its toJSON (bytes as base64 strings); the
+      // re-upload request needs the media key as bytes again.
+      const media = mediaContent(entry.message.message);
+      if (typeof media?.content.mediaKey === 'string') media.content.mediaKey = Buffer.from(media.content.mediaKey, 'base64');
       found.push(this._run(file, entry.tenant, entry.payload, entry.message).catch((err) => {
         this.logger.error({ tenant: entry.tenant, id: entry.payload.id, err: err.message }, 'media_resume_failed');
       }));
@@ -244,7 +261,8 @@ export class InboundMedia {
     const started = Date.now();
     try {
       const bytes = await this._download(tenant, rawMessage, described.size);
-      const id = await this.store.save(tenant, bytes, { mimetype, fileName });
+      const contacts = [rawMessage.key?.remoteJid, rawMessage.key?.remoteJidAlt].filter(Boolean).map(contactHash);
+      const id = await this.store.save(tenant, bytes, { mimetype, fileName, contacts });
       this.logger.info({ tenant, id: messageId, mediaId: id, bytes: bytes.length, mimetype, durationMs: Date.now() - started }, 'media_stored');
       return { media: { id, mimetype, size: bytes.length, fileName } };
     } catch (err) {

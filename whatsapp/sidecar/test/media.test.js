@@ -161,3 +161,17 @@ test('files nobody fetched expire with the sweep; fresh ones stay', async () => 
   assert.equal(await store.get('acme', old), null);
   assert.equal((await store.get('acme', fresh)).size, 5);
 });
+
+test('erasing a contact deletes the files they sent that Django has not fetched yet; other contacts keep theirs', async () => {
+  await withSidecar({}, async (sc, hook) => {
+    await sc.api('POST', '/sandbox/acme/inbound', { from: '15557654321', id: 'ERASE1', type: 'image' });
+    await sc.api('POST', '/sandbox/acme/inbound', { from: '15550001111', lid: '4455667788', id: 'ERASE2', type: 'image' });
+    const mine = await delivered(hook, 'ERASE1');
+    const theirs = await delivered(hook, 'ERASE2');
+    assert.deepEqual((await sc.api('POST', '/privacy/erase', { tenant: 'acme', phone: '+15557654321' })).body.mediaFiles, 1);
+    assert.equal((await fetchMedia(sc, 'acme', mine.media.id)).status, 404);
+    assert.equal((await fetchMedia(sc, 'acme', theirs.media.id)).status, 200);
+    assert.deepEqual((await sc.api('POST', '/privacy/erase', { tenant: 'acme', jid: '4455667788@lid' })).body.mediaFiles, 1);
+    assert.equal((await fetchMedia(sc, 'acme', theirs.media.id)).status, 404);
+  });
+});
