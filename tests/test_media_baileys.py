@@ -26,7 +26,10 @@ pytest_plugins = ["tests.sidecar_fixtures"]
 
 CUSTOMER = "15551234567"
 NON_TEXT = "Thanks! We can only read text messages here; could you write your question in words?"
-b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 @pytest.fixture
