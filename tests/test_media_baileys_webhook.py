@@ -6,6 +6,9 @@ would be lost). The declared type and size are checked before anything is fetche
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
 import pytest
 
 from tests.test_baileys_webhook import inbound, post_signed
@@ -81,3 +84,37 @@ def test_a_wrong_type_or_a_declared_size_over_the_limit_is_refused_before_any_fe
         assert settle(media, media.message) is None
     failures = dict(MediaFile.objects.values_list("content_type", "failure"))
     assert failures == {"application/x-msdownload": "wrong_type", "video/mp4": "too_large"}
+
+
+@pytest.fixture
+def sidecar_without_the_file(settings):
+    """A sidecar that answers 404 for every file (another run fetched and deleted it)."""
+
+    class Gone(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Gone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.SIDECAR_URL = f"http://127.0.0.1:{server.server_port}"
+    yield
+    server.shutdown()
+
+
+def test_a_second_run_that_finds_the_file_gone_does_not_undo_the_first_runs_stored_file(client, tenant,
+                                                                                       sidecar_without_the_file):
+    post_signed(client, inbound(type="image", text="", media={"id": MEDIA_ID, "mimetype": "image/jpeg", "size": 3}))
+    stale = MediaFile.objects.get()
+    # Meanwhile the first run stored the file (and deleted the sidecar's copy).
+    MediaFile.objects.filter(pk=stale.pk).update(file="media/1/2026/11/first.jpg", size=3, content_type="image/jpeg")
+
+    assert settle(stale, stale.message) is None
+
+    row = MediaFile.objects.get()
+    assert (row.file.name, row.failure) == ("media/1/2026/11/first.jpg", "")
+    assert row.state != "failed"

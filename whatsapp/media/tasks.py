@@ -155,7 +155,9 @@ def finish_transcript(media: MediaFile, state: str, text: str = "", error: str =
 
 
 def fail(media: MediaFile, failure: str, error: str) -> None:
-    MediaFile.objects.filter(pk=media.pk).update(
+    # Conditional: a second copy of the task whose download came too late (the sidecar
+    # deletes its copy once the first one stored it: 404) does not undo the stored file.
+    MediaFile.objects.filter(pk=media.pk, state=MediaFile.State.PENDING, file="").update(
         state=MediaFile.State.FAILED, failure=failure, error=error, settled_at=timezone.now(),
         attempts=media.attempts)
     log.warning("media failed: %s", error, extra={"media_id": media.pk, "failure": failure})
