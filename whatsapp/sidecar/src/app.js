@@ -130,6 +130,7 @@ export async function createApp({ config, logger }) {
     timeoutMs: config.mediaTimeoutMs,
     retries: config.mediaRetries,
     retryBaseMs: config.mediaRetryBaseMs,
+    concurrency: config.mediaConcurrency,
   });
   const manager = new SessionManager({ config, logger, transportFactory, idempotency, spool, marks, media });
 

@@ -91,6 +91,7 @@ export function loadConfig(env = process.env) {
     mediaRetries: int(env, 'SIDECAR_MEDIA_RETRIES', 3, { min: 1, max: 20 }),
     mediaRetryBaseMs: int(env, 'SIDECAR_MEDIA_RETRY_BASE_MS', 2000),
     mediaRetentionHours: int(env, 'SIDECAR_MEDIA_RETENTION_HOURS', 7 * 24, { min: 1 }),
+    mediaConcurrency: int(env, 'SIDECAR_MEDIA_CONCURRENCY', 4, { min: 1, max: 64 }),
     waVersion,
     logLevel: env.SIDECAR_LOG_LEVEL || 'info',
   };

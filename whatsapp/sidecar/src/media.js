@@ -188,10 +188,16 @@ export class MediaStore {
  * the phone through the live socket).
  */
 export class InboundMedia {
-  constructor({ dataDir, logger, spool, download, reupload, maxBytes, timeoutMs, retries, retryBaseMs }) {
+  constructor({ dataDir, logger, spool, download, reupload, maxBytes, timeoutMs, retries, retryBaseMs, concurrency = 4 }) {
     this.store = new MediaStore(dataDir);
     this.journalDir = path.join(dataDir, 'media', 'journal');
     Object.assign(this, { logger, spool, download, reupload, maxBytes, timeoutMs, retries, retryBaseMs });
+    // A file is held in memory while it downloads (up to maxBytes): after a reconnect
+    // WhatsApp can hand over dozens of held media messages at once, so only a few download
+    // at a time; the rest wait in the journal's order.
+    this.slots = concurrency;
+    this.queue = [];
+    this.downloading = 0;
     this.running = new Map(); // journal file -> promise
     this.closed = false;
   }
@@ -221,7 +227,7 @@ export class InboundMedia {
   _run(file, tenant, payload, rawMessage) {
     if (this.running.has(file)) return this.running.get(file);
     const p = (async () => {
-      const fields = await this.fetch(tenant, rawMessage, payload.id);
+      const fields = await this._inSlot(() => this.fetch(tenant, rawMessage, payload.id));
       // Shutting down: the journal entry stays, and the next start downloads again.
       if (this.closed) return;
       await this.spool.enqueue(tenant, 'inbound', { ...payload, ...fields });
@@ -229,6 +235,17 @@ export class InboundMedia {
     })().finally(() => this.running.delete(file));
     this.running.set(file, p);
     return p;
+  }
+
+  async _inSlot(fn) {
+    if (this.downloading >= this.slots) await new Promise((resolve) => this.queue.push(resolve));
+    this.downloading++;
+    try {
+      return await fn();
+    } finally {
+      this.downloading--;
+      this.queue.shift()?.();
+    }
   }
 
   /** Downloads left unfinished by a previous process (crash, deploy). */

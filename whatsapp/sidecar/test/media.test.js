@@ -175,3 +175,22 @@ test('erasing a contact deletes the files they sent that Django has not fetched 
     assert.equal((await fetchMedia(sc, 'acme', theirs.media.id)).status, 404);
   });
 });
+
+test('only SIDECAR_MEDIA_CONCURRENCY downloads run at once; the others wait their turn and all arrive', async () => {
+  await withSidecar({ SIDECAR_MEDIA_CONCURRENCY: '2' }, async (sc, hook) => {
+    const original = sc.app.media.download;
+    let running = 0;
+    let most = 0;
+    sc.app.media.download = async (tenant, msg) => {
+      running++;
+      most = Math.max(most, running);
+      await new Promise((r) => setTimeout(r, 40));
+      running--;
+      return original(tenant, msg);
+    };
+    for (let i = 0; i < 6; i++) await sc.api('POST', '/sandbox/acme/inbound', { from: '15557654321', id: `BURST${i}`, type: 'image' });
+    await waitFor(() => hook.received.length === 6, { what: 'all six' });
+    assert.equal(most, 2);
+    assert.ok(hook.received.every((r) => r.body.media.id), 'every file downloaded');
+  });
+});
