@@ -31,8 +31,8 @@ class Inbound:
     name: str = ""
     wa_jid: str = ""
     lid_jid: str = ""
-    # (url, content type) of each attachment to fetch (whatsapp.media)
-    media: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    # each attachment to fetch: Twilio's (url, content type), or an Attachment (whatsapp.media)
+    media: list = dataclasses.field(default_factory=list)
 
 
 def accept_inbound(inbound: Inbound, _again: bool = True) -> tuple[Message, bool]:

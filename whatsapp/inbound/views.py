@@ -21,6 +21,7 @@ from whatsapp import metrics
 from whatsapp.inbound.receipts import apply_receipt, find_outbound
 from whatsapp.inbound.signatures import sidecar_signature_problem, twilio_signature_valid
 from whatsapp.inbound.store import Inbound, accept_inbound
+from whatsapp.media.sidecar_source import sidecar_attachments
 from whatsapp.models import Provider, Tenant
 from whatsapp.text import normalize_phone
 
@@ -232,6 +233,7 @@ def sidecar_inbound(tenant: Tenant, data: dict) -> Inbound:
         name=text_field(data, "pushName", required=False, limit=200),
         wa_jid=wa_jid,
         lid_jid=lid_jid,
+        media=sidecar_attachments(data) if media_type != "text" else [],
     )
 
 

@@ -52,7 +52,7 @@ def too_large(size: int) -> Permanent:
     return Permanent("too_large", f"{size} bytes or more; MEDIA_MAX_BYTES is {settings.MEDIA_MAX_BYTES}")
 
 
-def fetch(url: str, auth: tuple[str, str] | None) -> Fetched:
+def fetch(url: str, auth: tuple[str, str] | requests.auth.AuthBase | None) -> Fetched:
     """The file at url (following redirects), or FetchError. Reads at most
     MEDIA_MAX_BYTES and gives up after MEDIA_FETCH_TIMEOUT seconds in all."""
     total = settings.MEDIA_FETCH_TIMEOUT

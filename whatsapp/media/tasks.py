@@ -20,8 +20,10 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from project.logging import log_context
+from whatsapp.media.attachments import Attachment
 from whatsapp.media.fetch import Fetched, Permanent, Transient, check_type, fetch
 from whatsapp.media.models import MediaFile
+from whatsapp.media.sidecar_source import fetch_from_sidecar, forget_on_sidecar
 from whatsapp.models import Message
 
 log = logging.getLogger("whatsapp.media")
@@ -43,6 +45,8 @@ def process_media(self, message_id: int) -> None:
         media = MediaFile.objects.filter(message=message, state=MediaFile.State.PENDING).order_by("index").first()
         if media is not None:
             wait = settle(media, message)
+            if wait is None and message.provider == "baileys":
+                forget_on_sidecar(message.tenant.slug, media.source_url)
             if wait is not None or MediaFile.objects.filter(message=message, state=MediaFile.State.PENDING).exists():
                 raise self.retry(countdown=wait or 0)
         copy_transcript(message)
@@ -80,6 +84,9 @@ def download(media: MediaFile, message: Message) -> Fetched:
     check_type(media.content_type)  # the declared type: a wrong one is not even fetched
     if not media.source_url:
         raise Permanent("refused", "no URL to fetch the media from")
+    if message.provider == "baileys":
+        # The sidecar downloaded it from WhatsApp already; source_url is its id there.
+        return fetch_from_sidecar(message.tenant.slug, media.source_url, media.size)
     return fetch(media.source_url, twilio_auth_for(media.source_url) if message.provider == "twilio" else None)
 
 
@@ -148,7 +155,9 @@ def finish_transcript(media: MediaFile, state: str, text: str = "", error: str =
 
 
 def fail(media: MediaFile, failure: str, error: str) -> None:
-    MediaFile.objects.filter(pk=media.pk).update(
+    # Conditional: a second copy of the task whose download came too late (the sidecar
+    # deletes its copy once the first one stored it: 404) does not undo the stored file.
+    MediaFile.objects.filter(pk=media.pk, state=MediaFile.State.PENDING, file="").update(
         state=MediaFile.State.FAILED, failure=failure, error=error, settled_at=timezone.now(),
         attempts=media.attempts)
     log.warning("media failed: %s", error, extra={"media_id": media.pk, "failure": failure})
@@ -186,10 +195,17 @@ def media_waiting(batch: list[Message]) -> bool:
     return bool(pending)
 
 
-def record_media(message: Message, media: list[tuple[str, str]]) -> None:
-    """Called by the webhook, in its transaction: one pending row per attachment."""
-    MediaFile.objects.bulk_create([
-        MediaFile(message=message, index=n, source_url=url[:500], content_type=content_type[:100])
-        for n, (url, content_type) in enumerate(media)
-    ])
+def record_media(message: Message, media: list[tuple[str, str] | Attachment]) -> None:
+    """Called by the webhook, in its transaction: one pending row per attachment (Twilio's
+    (url, content type) pairs, or Attachments); one the provider could not get is recorded
+    failed at once, so staff see why."""
+    rows = []
+    for n, item in enumerate(media):
+        a = item if isinstance(item, Attachment) else Attachment(*item)
+        row = MediaFile(message=message, index=n, source_url=a.source[:500], content_type=a.content_type[:100],
+                        size=a.size)
+        if a.failure:
+            row.state, row.failure, row.error, row.settled_at = MediaFile.State.FAILED, a.failure, a.error, timezone.now()
+        rows.append(row)
+    MediaFile.objects.bulk_create(rows)
 

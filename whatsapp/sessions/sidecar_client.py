@@ -65,6 +65,18 @@ class SidecarClient:
             raise SidecarUnavailable(f"sidecar POST /scan: HTTP {response.status_code}")
         return True
 
+    def media_url(self, tenant: str, media_id: str) -> str:
+        """An inbound file the sidecar downloaded (GET with the bearer token; whatsapp.media)."""
+        return f"{self.base}/sessions/{quote(tenant, safe='')}/media/{quote(media_id, safe='')}"
+
+    def delete_media(self, tenant: str, media_id: str) -> bool:
+        """Deletes that file once Django has it; False if the sidecar did not answer."""
+        try:
+            response = self.session.delete(self.media_url(tenant, media_id), timeout=self.timeout)
+        except requests.RequestException:
+            return False
+        return response.status_code == 204
+
     def healthy(self) -> bool:
         try:
             return self.session.get(f"{self.base}/healthz", timeout=(1.0, 2.0)).status_code == 200

@@ -7,10 +7,13 @@ import { toJid } from './whatsapp.js';
 import { createStateStore } from './state/index.js';
 import { contactJids, eraseContact } from './privacy.js';
 import { MAX_MEDIA_REQUEST_BYTES, parseMedia, parsePresence } from './outgoing.js';
+import { InboundMedia, MEDIA_ID_RE } from './media.js';
 
 export const TENANT_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // Room for the longest WhatsApp text (65,536 characters) as JSON, in the sandbox's inbound control too.
 const MAX_BODY = 512 * 1024;
+// The sandbox's inbound control carries the media bytes as base64.
+const MAX_SANDBOX_BODY = 48 * 1024 * 1024;
 const MAX_TEXT = 4096;
 const MAX_KEY = 200;
 
@@ -92,14 +95,26 @@ function validateMessage(body) {
 export async function createApp({ config, logger }) {
   let transportFactory;
   let world = null;
+  let downloadMedia;
+  // Asking the phone to upload expired media again needs the tenant's live socket.
+  const reuploadMedia = (tenant, msg) => {
+    const t = manager.session(tenant).transport;
+    if (!t?.reuploadMedia) throw new Error('no live socket to ask the phone for a re-upload');
+    return t.reuploadMedia(msg);
+  };
   if (config.transport === 'sandbox') {
     const { SandboxWorld } = await import('./transports/sandbox.js');
     world = new SandboxWorld({ pairing: config.sandboxPairing, dataDir: config.dataDir });
     transportFactory = world.factory;
+    downloadMedia = (tenant, msg) => world.downloadMedia(tenant, msg);
   } else {
     // Loaded only here, so sandbox runs never import baileys.
-    const { baileysTransportFactory } = await import('./transports/baileys.js');
+    const { baileysTransportFactory, downloadMediaStream } = await import('./transports/baileys.js');
     transportFactory = baileysTransportFactory;
+    downloadMedia = (tenant, msg) => downloadMediaStream(msg, {
+      logger: logger.child({ tenant, lib: 'baileys' }, { level: 'warn' }),
+      reuploadRequest: (m) => reuploadMedia(tenant, m),
+    });
   }
 
   const state = await createStateStore({ config, logger });
@@ -115,7 +130,19 @@ export async function createApp({ config, logger }) {
     authRetryMs: config.webhookAuthRetryMs,
   });
   const { idempotency, marks, fence } = state;
-  const manager = new SessionManager({ config, logger, transportFactory, idempotency, spool, marks, auth: state.auth, fence });
+  const media = new InboundMedia({
+    dataDir: config.dataDir,
+    logger,
+    spool,
+    download: downloadMedia,
+    reupload: reuploadMedia,
+    maxBytes: config.mediaMaxBytes,
+    timeoutMs: config.mediaTimeoutMs,
+    retries: config.mediaRetries,
+    retryBaseMs: config.mediaRetryBaseMs,
+    concurrency: config.mediaConcurrency,
+  });
+  const manager = new SessionManager({ config, logger, transportFactory, idempotency, spool, marks, auth: state.auth, fence, media });
   // A newer owner holds the shard: close every socket at once and stop delivering webhooks
   // (what is left in the spool is the new owner's to deliver). Commands answer 409 fenced.
   fence.onFenced(async () => {
@@ -123,12 +150,19 @@ export async function createApp({ config, logger }) {
     logger.error({ shard: config.shard }, 'fenced_sockets_closed');
   });
 
-  // Idempotency records expire; the rejected spool is kept until Django collects it.
+  // Idempotency records and media files nobody fetched expire; the rejected spool is kept
+  // until Django collects it.
   const retentionMs = config.idempotencyRetentionDays * 24 * 3600 * 1000;
-  const sweep = () => idempotency.expire(retentionMs).then(
-    (n) => { if (n) logger.info({ records: n }, 'idempotency_records_expired'); },
-    (err) => logger.error({ err: err.message }, 'idempotency_expiry_failed'),
-  );
+  const sweep = () => Promise.all([
+    idempotency.expire(retentionMs).then(
+      (n) => { if (n) logger.info({ records: n }, 'idempotency_records_expired'); },
+      (err) => logger.error({ err: err.message }, 'idempotency_expiry_failed'),
+    ),
+    media.store.expire(config.mediaRetentionHours * 3600 * 1000).then(
+      (n) => { if (n) logger.info({ files: n }, 'media_files_expired'); },
+      (err) => logger.error({ err: err.message }, 'media_expiry_failed'),
+    ),
+  ]);
   let sweepTimer = null;
 
   async function route(req, res, url) {
@@ -186,6 +220,7 @@ export async function createApp({ config, logger }) {
       const r = await manager.send(tenant, msg);
       return send(res, r.httpStatus, r.body);
     }
+    if (action[0] === 'media' && action.length === 2) return mediaRoute(res, tenant, action[1], method);
     if (is('GET', 'messages', null)) {
       const key = action[1];
       if (!key || key.length > MAX_KEY) throw new HttpError(400, 'invalid_request', 'bad idempotency key');
@@ -203,6 +238,31 @@ export async function createApp({ config, logger }) {
     if (config.fencingToken === null || header === undefined) return;
     const given = String(header).trim();
     if (!/^\d{1,19}$/.test(given) || BigInt(given).toString() !== config.fencingToken) throw FENCED();
+  }
+
+  // A downloaded inbound file: Django fetches it by the id in the webhook, then deletes it.
+  async function mediaRoute(res, tenant, id, method) {
+    if (!MEDIA_ID_RE.test(id)) throw new HttpError(400, 'invalid_request', 'bad media id');
+    if (method === 'DELETE') {
+      await media.store.delete(tenant, id);
+      return send(res, 204);
+    }
+    if (method !== 'GET') throw new HttpError(405, 'method_not_allowed', 'GET or DELETE');
+    const found = await media.store.get(tenant, id);
+    if (!found) throw new HttpError(404, 'media_not_found', 'no such media file (fetched and deleted, or expired)');
+    res.writeHead(200, {
+      'Content-Type': found.mimetype || 'application/octet-stream',
+      'Content-Length': found.size,
+      'Cache-Control': 'no-store',
+      'X-Content-Type-Options': 'nosniff',
+    });
+    const stream = media.store.createReadStream(found.file);
+    await new Promise((resolve) => {
+      stream.on('error', () => { res.destroy(); resolve(); });
+      res.on('close', resolve);
+      stream.pipe(res);
+    });
+    return undefined;
   }
 
   // Inbound events Django refused for good: Django files them as dead letters, then deletes.
@@ -225,7 +285,7 @@ export async function createApp({ config, logger }) {
     if (typeof body.tenant !== 'string' || !TENANT_RE.test(body.tenant)) throw new HttpError(400, 'invalid_tenant', 'tenant must match ^[a-z0-9][a-z0-9_-]{0,62}$');
     const jids = contactJids(body);
     if (!jids) throw new HttpError(400, 'invalid_request', 'give "phone" (E.164) or "jid" (a user JID)');
-    const counts = await eraseContact({ idempotency, spool }, body.tenant, jids);
+    const counts = await eraseContact({ idempotency, spool, media }, body.tenant, jids);
     logger.info({ tenant: body.tenant, ...counts }, 'contact_erased'); // never the number
     return send(res, 200, counts);
   }
@@ -243,7 +303,7 @@ export async function createApp({ config, logger }) {
     if (method === 'GET' && action === 'activity') return send(res, 200, { tenant, activity: world.activity(tenant) });
     if (method === 'GET' && action === 'state') return send(res, 200, { tenant, ...world.state(tenant), manager: { socketsCreated: manager.session(tenant).socketsCreated } });
     if (method !== 'POST') throw new HttpError(404, 'not_found', 'unknown sandbox route');
-    const body = await readJson(req);
+    const body = await readJson(req, action === 'inbound' ? MAX_SANDBOX_BODY : MAX_BODY);
     if (action === 'behavior') return send(res, 200, { tenant, behavior: wrap(() => world.setBehavior(tenant, body)) });
     if (action === 'inbound') {
       const id = wrap(() => world.inbound(tenant, body));
@@ -293,6 +353,7 @@ export async function createApp({ config, logger }) {
     server,
     manager,
     spool,
+    media,
     world,
     state,
     async listen() {
@@ -305,6 +366,7 @@ export async function createApp({ config, logger }) {
       });
       await spool.resume();
       fence.start();
+      media.resume().catch((err) => logger.error({ err: err.message }, 'media_resume_failed'));
       sweep();
       sweepTimer = setInterval(sweep, config.sweepIntervalMs);
       sweepTimer.unref();
@@ -312,6 +374,7 @@ export async function createApp({ config, logger }) {
     },
     async close() {
       clearInterval(sweepTimer);
+      media.close();
       server.close();
       server.closeAllConnections?.();
       await manager.closeAll();

@@ -20,7 +20,7 @@ export function contactJids({ phone, jid }) {
   return jids.length ? jids : null;
 }
 
-export async function eraseContact({ idempotency, spool }, tenant, jids) {
+export async function eraseContact({ idempotency, spool, media = null }, tenant, jids) {
   const hashes = jids.map(contactHash);
   const digits = jids.map(jidDigits).filter(Boolean);
   const mentions = async (item) => {
@@ -40,5 +40,7 @@ export async function eraseContact({ idempotency, spool }, tenant, jids) {
   // Spool first: a receipt is matched through the idempotency record erased after it.
   const spoolItems = await spool.erase(tenant, mentions);
   const idempotencyRecords = await idempotency.erase(tenant, hashes);
-  return { idempotencyRecords, spoolItems };
+  // Downloaded inbound files Django has not fetched yet (src/media.js).
+  const mediaFiles = media ? await media.store.erase(tenant, hashes) : 0;
+  return { idempotencyRecords, spoolItems, mediaFiles };
 }

@@ -62,10 +62,11 @@ class Session {
 
 export class SessionManager {
   // `auth` and `fence` come from the state store (src/state/); without them: files, unfenced.
-  constructor({ config, logger, transportFactory, idempotency, spool, marks, auth = null, fence = null }) {
+  constructor({ config, logger, transportFactory, idempotency, spool, marks, auth = null, fence = null, media = null }) {
     this.config = config;
     this.auth = auth || new FileAuthStore(config.dataDir, { lockTimeoutMs: config.authLockTimeoutMs });
     this.fence = fence || new NoFence();
+    this.media = media; // InboundMedia: downloads a message's media before spooling it
     this.marks = marks;
     this.logger = logger;
     this.factory = transportFactory;
@@ -520,7 +521,10 @@ export class SessionManager {
     if (s.transport !== t) return;
     for (const payload of inboundPayloads(s.tenant, upsert, { appendSince: s.appendSince })) {
       this.logger.info({ tenant: s.tenant, id: payload.id, from: maskPhone(payload.from || payload.fromJid), type: payload.type, upsert: upsert.type }, 'inbound_received');
-      this.spool.enqueue(s.tenant, 'inbound', payload).catch((err) => this.logger.error({ tenant: s.tenant, id: payload.id, err: err.message }, 'spool_write_failed'));
+      const spooled = this.media
+        ? this.media.forward(s.tenant, payload, upsert.messages.find((m) => m?.key?.id === payload.id))
+        : this.spool.enqueue(s.tenant, 'inbound', payload);
+      spooled.catch((err) => this.logger.error({ tenant: s.tenant, id: payload.id, err: err.message }, 'spool_write_failed'));
     }
     this.owner.onUpsert(s.tenant, upsert, { appendSince: s.appendSince, selfJids: [t.userId, t.meId, t.meLid] });
   }

@@ -41,7 +41,8 @@ export function jidDigits(jid) {
   return jid.split('@')[0].split(':')[0].replace(/\D/g, '') || null;
 }
 
-function unwrap(message) {
+/** The message inside ephemeral / view-once / document-with-caption / edited wrappers. */
+export function unwrap(message) {
   let m = message;
   for (let i = 0; i < 5 && m; i++) {
     const inner = m.ephemeralMessage?.message || m.viewOnceMessage?.message || m.viewOnceMessageV2?.message

@@ -53,7 +53,7 @@ test('erasing a contact removes its idempotency records and the pending and reje
 
     // By LID: the other contact's rejected item goes.
     const byLid = await sc.api('POST', '/privacy/erase', { tenant: 'acme', jid: '4455667788@lid' });
-    assert.deepEqual(byLid.body, { idempotencyRecords: 0, spoolItems: 1 });
+    assert.deepEqual(byLid.body, { idempotencyRecords: 0, spoolItems: 1, mediaFiles: 0 });
     assert.ok(!JSON.stringify(sc.logs).includes(NUMBER), 'the number is never logged');
   } finally {
     await sc.close();
@@ -68,7 +68,7 @@ test('erase refuses bad input and needs the token', async () => {
     for (const body of [{ phone: NUMBER }, { tenant: 'Bad!', phone: NUMBER }, { tenant: 'acme' }, { tenant: 'acme', phone: 'abc' }, { tenant: 'acme', jid: 'nobody' }, { tenant: 'acme', jid: '123@g.us' }]) {
       assert.equal((await sc.api('POST', '/privacy/erase', body)).status, 400, JSON.stringify(body));
     }
-    assert.deepEqual((await sc.api('POST', '/privacy/erase', { tenant: 'acme', phone: NUMBER })).body, { idempotencyRecords: 0, spoolItems: 0 });
+    assert.deepEqual((await sc.api('POST', '/privacy/erase', { tenant: 'acme', phone: NUMBER })).body, { idempotencyRecords: 0, spoolItems: 0, mediaFiles: 0 });
   } finally {
     await sc.close();
   }

@@ -323,7 +323,7 @@ test('erasing a contact on the postgres store removes its idempotency rows and s
     await waitFor(async () => (await sc.app.spool.pendingCount()) === 2, { what: 'both inbound spooled' });
     const r = await sc.api('POST', '/privacy/erase', { tenant: 'erasing', phone: '+15551110001' });
     assert.equal(r.status, 200);
-    assert.deepEqual(r.body, { idempotencyRecords: 1, spoolItems: 1 });
+    assert.deepEqual(r.body, { idempotencyRecords: 1, spoolItems: 1, mediaFiles: 0 });
     assert.equal((await sc.api('GET', '/sessions/erasing/messages/to-x')).body.outcome, 'absent');
     assert.equal((await sc.api('GET', '/sessions/erasing/messages/to-y')).body.outcome, 'sent');
     const left = (await db.query("SELECT value FROM whatsapp_sidecar_state WHERE tenant = 'erasing' AND kind = 'spool'")).rows.map((x) => JSON.parse(JSON.parse(x.value).body).id);

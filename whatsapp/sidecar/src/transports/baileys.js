@@ -10,6 +10,7 @@ const {
   default: makeWASocket,
   Browsers,
   BufferJSON,
+  downloadMediaMessage,
   fetchLatestWaWebVersion,
   generateMessageIDV2,
   initAuthCreds,
@@ -121,6 +122,12 @@ export class BaileysTransport extends EventEmitter {
     return { messageId };
   }
 
+  /** Asks the phone to upload expired media again; resolves to the message with a fresh URL. */
+  async reuploadMedia(msg) {
+    if (!this.sock) throw new Error('socket not started');
+    return this.sock.updateMediaMessage(msg);
+  }
+
   async logout() {
     if (this.sock) await this.sock.logout();
   }
@@ -141,6 +148,16 @@ export class BaileysTransport extends EventEmitter {
       await this.auth?.saveCreds().catch((err) => this.logger.error({ err: err.message }, 'save_creds_failed'));
     }
   }
+}
+
+/**
+ * The decrypted bytes of a media message, as a stream (src/media.js bounds size and time).
+ * The context makes Baileys ask the phone to re-upload expired media; rc14 checks
+ * `error.status`, which its own Boom errors lack (they carry output.statusCode), so
+ * src/media.js also asks for the re-upload itself on a 404/410.
+ */
+export function downloadMediaStream(msg, { logger, reuploadRequest }) {
+  return downloadMediaMessage(msg, 'stream', {}, { logger, reuploadRequest });
 }
 
 export const baileysTransportFactory = (opts) => new BaileysTransport(opts);

@@ -7,6 +7,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileAuthHandle } from '../state/file.js';
+import { Readable } from 'node:stream';
+import { mediaContent } from '../media.js';
 
 const DEFAULT_BEHAVIOR = Object.freeze({
   sendDelayMs: 0,
@@ -25,6 +27,56 @@ const DEFAULT_BEHAVIOR = Object.freeze({
 const ACK_CODES = Object.freeze({ server: 2, error: 0 });
 
 const MEDIA_TYPES = new Set(['text', 'image', 'audio', 'sticker', 'location', 'video', 'document']);
+// What a phone sends when the test gives no bytes or type of its own.
+const DEFAULT_MIMETYPES = {
+  image: 'image/jpeg', audio: 'audio/ogg; codecs=opus', sticker: 'image/webp', video: 'video/mp4', document: 'application/pdf',
+};
+const DEFAULT_BYTES = {
+  image: Buffer.from('ffd8ffe000104a46494600', 'hex'), audio: Buffer.from('OggS sandbox voice note'), sticker: Buffer.from('RIFF....WEBPVP8 '),
+  video: Buffer.from('....ftypmp42'), document: Buffer.from('%PDF-1.4 sandbox'),
+};
+// How WhatsApp's media host treats the injected file: 'ok'; 'expired' answers 410 until the
+// phone re-uploads it (a fresh URL); 'fail' answers 500 to every download.
+const MEDIA_BEHAVIORS = ['ok', 'expired', 'fail'];
+
+// The media WhatsApp's servers hold (sandbox/{tenant}/media/<name>.bin and .json), on disk
+// like held messages: a message held while the socket is down keeps its media.
+class MediaHost {
+  constructor(dataDir, tenant) {
+    this.dir = dataDir ? path.join(dataDir, 'sandbox', tenant, 'media') : null;
+    this.memory = new Map();
+  }
+
+  put(bytes, state) {
+    const name = crypto.randomBytes(12).toString('hex');
+    if (!this.dir) {
+      this.memory.set(name, { bytes, state });
+      return name;
+    }
+    fs.mkdirSync(this.dir, { recursive: true });
+    fs.writeFileSync(path.join(this.dir, `${name}.bin`), bytes);
+    fs.writeFileSync(path.join(this.dir, `${name}.json`), JSON.stringify(state));
+    return name;
+  }
+
+  get(name) {
+    if (!/^[0-9a-f]{24}$/.test(name)) return null;
+    if (!this.dir) return this.memory.get(name) ?? null;
+    try {
+      return { bytes: fs.readFileSync(path.join(this.dir, `${name}.bin`)), state: JSON.parse(fs.readFileSync(path.join(this.dir, `${name}.json`), 'utf8')) };
+    } catch {
+      return null;
+    }
+  }
+}
+
+function mediaStatusError(code, message) {
+  // Baileys' getHttpStream: new Boom(`Failed to fetch stream from ${url}`, { statusCode }).
+  const err = new Error(message);
+  err.output = { statusCode: code, payload: { statusCode: code, message } };
+  err.isBoom = true;
+  return err;
+}
 
 function boom(code, message) {
   const err = new Error(message);
@@ -144,6 +196,9 @@ export class SandboxWorld {
         sent: sentLog.load(), sentLog, behavior: { ...this.defaultBehavior }, socketsCreated: 0, openSockets: 0, maxOpenSockets: 0, current: null, seq: 0,
         offline: held.load(), // messages WhatsApp holds for the device while its socket is down
         held,
+        mediaHost: new MediaHost(this.dataDir, name),
+        mediaDownloads: 0,
+        mediaReuploads: 0,
         withheld: [], // message ids whose server ack is held back
         activity: [], // what the customer's phone saw, in order: read receipts, presence, messages
       };
@@ -173,7 +228,7 @@ export class SandboxWorld {
     const t = this.tenant(tenant);
     return {
       socketsCreated: t.socketsCreated, openSockets: t.openSockets, maxOpenSockets: t.maxOpenSockets, behavior: { ...t.behavior },
-      heldOffline: t.offline.length, withheldAcks: t.withheld.length,
+      heldOffline: t.offline.length, withheldAcks: t.withheld.length, mediaDownloads: t.mediaDownloads, mediaReuploads: t.mediaReuploads,
     };
   }
 
@@ -196,8 +251,14 @@ export class SandboxWorld {
     return cur && !cur.closed ? cur : null;
   }
 
-  inbound(tenant, { from, lid, text = '', id, type = 'text', pushName = null }) {
+  /**
+   * A customer message. Media types carry bytes: `media: {base64, mimetype?, fileName?}`
+   * (else a small default file), and `mediaBehavior` says how the media host serves them.
+   */
+  inbound(tenant, { from, lid, text = '', id, type = 'text', pushName = null, media, mediaBehavior = 'ok' }) {
     if (!MEDIA_TYPES.has(type)) throw new TypeError(`type must be one of ${[...MEDIA_TYPES].join(', ')}`);
+    if (!MEDIA_BEHAVIORS.includes(mediaBehavior)) throw new TypeError(`mediaBehavior must be ${MEDIA_BEHAVIORS.join('|')}`);
+    if (media !== undefined && (!media || typeof media !== 'object' || typeof media.base64 !== 'string')) throw new TypeError('media must be {base64, mimetype?, fileName?}');
     const digits = String(from ?? '').replace(/^\+/, '');
     if (!/^\d{6,15}$/.test(digits)) throw new TypeError('from must be E.164 digits');
     const phoneJid = `${digits}@s.whatsapp.net`;
@@ -216,6 +277,7 @@ export class SandboxWorld {
       document: { documentMessage: { mimetype: 'application/pdf', fileName: 'file.pdf', caption: text || undefined } },
       location: { locationMessage: { degreesLatitude: 32.08, degreesLongitude: 34.78, name: text || undefined } },
     }[type];
+    if (DEFAULT_MIMETYPES[type]) this._attachMedia(tenant, Object.values(message)[0], type, media, mediaBehavior);
     const msg = { key, message, pushName, messageTimestamp: Math.floor(Date.now() / 1000) };
     this._deliver(tenant, msg);
     return key.id;
@@ -251,6 +313,44 @@ export class SandboxWorld {
     };
     this._deliver(tenant, { key, message: { conversation: text }, pushName: 'Owner', messageTimestamp: Math.floor(Date.now() / 1000) });
     return key.id;
+  }
+
+  // The fields Baileys' downloadMediaMessage reads (url, directPath, mediaKey, fileLength).
+  _attachMedia(tenant, content, type, media, behavior) {
+    const bytes = media ? Buffer.from(media.base64, 'base64') : DEFAULT_BYTES[type];
+    const name = this.tenant(tenant).mediaHost.put(bytes, { expired: behavior === 'expired', fail: behavior === 'fail' });
+    if (media?.mimetype) content.mimetype = String(media.mimetype);
+    if (media?.fileName && type === 'document') content.fileName = String(media.fileName);
+    Object.assign(content, {
+      url: `https://mmg.sandbox.invalid/sbx/${name}`, directPath: `/sbx/${name}`, mediaKey: crypto.randomBytes(32).toString('base64'), fileLength: bytes.length,
+    });
+  }
+
+  /** What downloadMediaMessage does against WhatsApp's media host: a stream of the bytes. */
+  downloadMedia(tenant, msg) {
+    const t = this.tenant(tenant);
+    const content = mediaContent(msg?.message)?.content;
+    if (!content) throw mediaStatusError(400, 'not a media message');
+    t.mediaDownloads++;
+    const blob = t.mediaHost.get(String(content.directPath || '').replace(/^\/sbx\//, ''));
+    if (!blob || blob.state.expired) throw mediaStatusError(blob ? 410 : 404, `Failed to fetch stream from ${content.url}`);
+    if (blob.state.fail) throw mediaStatusError(500, `Failed to fetch stream from ${content.url}`);
+    const chunks = [];
+    for (let i = 0; i < blob.bytes.length; i += 64 * 1024) chunks.push(blob.bytes.subarray(i, i + 64 * 1024));
+    return Readable.from(chunks);
+  }
+
+  /** The phone uploads expired media again (sock.updateMediaMessage): a fresh URL. */
+  reuploadMedia(tenant, msg) {
+    const t = this.tenant(tenant);
+    const found = mediaContent(msg?.message);
+    const blob = found && t.mediaHost.get(String(found.content.directPath || '').replace(/^\/sbx\//, ''));
+    t.mediaReuploads++;
+    if (!blob) throw mediaStatusError(404, 'Media re-upload failed by device (NOT_FOUND)');
+    const name = t.mediaHost.put(blob.bytes, { ...blob.state, expired: false });
+    const copy = structuredClone(msg);
+    Object.assign(mediaContent(copy.message).content, { directPath: `/sbx/${name}`, url: `https://mmg.sandbox.invalid/sbx/${name}` });
+    return copy;
   }
 
   /** Release withheld server acks (all, or one message id) as `server` (2) or `error` (0). Returns the ids. */
@@ -439,6 +539,11 @@ export class SandboxTransport extends EventEmitter {
     else this._later(() => this._ack(messageId, ACK_CODES[b.acks === 'error' ? 'error' : 'server']));
     if (b.acceptThenHang) return new Promise(() => {});
     return { messageId };
+  }
+
+  async reuploadMedia(msg) {
+    if (this.closed) throw boom(428, 'Connection Closed');
+    return this.world.reuploadMedia(this.tenant, msg);
   }
 
   async logout() {
