@@ -4,37 +4,12 @@ be accepted."""
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 
-from whatsapp.inbound.signatures import sidecar_signature
+from tests.support.baileys_webhooks import inbound, post_signed
 from whatsapp.models import Contact, Message
 
 pytestmark = pytest.mark.django_db
-
-PATH = "/webhooks/baileys/acme/"
-
-
-def post_signed(client, payload: dict):
-    body = json.dumps(payload).encode()
-    ts = str(int(time.time()))
-    from django.conf import settings
-
-    return client.generic(
-        "POST", PATH, body, content_type="application/json",
-        HTTP_X_SIDECAR_TIMESTAMP=ts, HTTP_X_SIDECAR_SIGNATURE=sidecar_signature(settings.SIDECAR_WEBHOOK_SECRET, ts, body),
-    )
-
-
-def inbound(**fields) -> dict:
-    payload = {"id": "3A0F" + str(time.monotonic_ns()), "tenant": "acme", "from": "15551234567",
-               "fromJid": "15551234567@s.whatsapp.net", "fromAltJid": None, "pushName": "Dana",
-               "timestamp": int(time.time()), "type": "text", "text": "hello"}
-    payload.update(fields)
-    return payload
-
 
 def test_a_sender_known_only_by_lid_is_accepted_and_stored_by_that_lid(client, tenant):
     response = post_signed(client, inbound(**{"from": None, "fromJid": "98765432101234@lid"}))

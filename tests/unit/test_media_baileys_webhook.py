@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from tests.test_baileys_webhook import inbound, post_signed
+from tests.support.baileys_webhooks import inbound, post_signed
 from whatsapp.media.models import MediaFile
 from whatsapp.media.tasks import settle
 from whatsapp.models import Message

@@ -15,14 +15,13 @@ import pytest
 from django.contrib.auth.models import Permission, User
 
 from bots.models import Rule
-from tests.conftest import wait_for
-from tests.media_helpers import JPEG, VOICE, media_settings, replies
+from tests.support.media import JPEG, VOICE, media_settings, replies
+from tests.support.waiting import wait_for
 from whatsapp.media.models import MediaFile
 from whatsapp.models import Message, SessionState
 from whatsapp.sessions import lifecycle
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-pytest_plugins = ["tests.sidecar_fixtures"]
 
 CUSTOMER = "15551234567"
 NON_TEXT = "Thanks! We can only read text messages here; could you write your question in words?"
