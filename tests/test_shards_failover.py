@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 import psutil
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 
 from bots.models import Rule
 from tests.conftest import ROOT, database_url, free_port, wait_for
@@ -40,7 +41,7 @@ from whatsapp.sessions.shards import enqueue_lifecycle
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 pytest_plugins = ["tests.sidecar_fixtures"]
 
-TTL = 6  # LIFECYCLE_LEASE_TTL_SECONDS of the owners, so the takeover stays short
+TTL = 10  # LIFECYCLE_LEASE_TTL_SECONDS of the owners: short, yet a loaded test machine renews within TTL/2
 ANSWER = "We are open 8-18, Sunday to Friday."
 TENANTS = {"s1": ["s1-shop", "s1-cafe"], "s2": ["s2-shop", "s2-cafe"]}
 # Does the sidecar in this tree keep session state in PostgreSQL (the shardstore branch)?
@@ -112,10 +113,11 @@ def shard_tenants(db):
     return TENANTS
 
 
-def test_a_killed_owner_s_shard_moves_to_its_standby_and_every_message_is_answered_once(
-    shard_tenants, sandbox, live_django, start_worker, tmp_path
-):
-    def owner(name: str, shard: str, data_dir, wait_ready: bool = True) -> Owner:
+@pytest.fixture
+def owner(live_django, start_worker):
+    """Start a simulated host: the lifecycle worker of `shard` with its sidecar."""
+
+    def start(name: str, shard: str, data_dir, wait_ready: bool = True) -> Owner:
         port = free_port()
         worker = start_worker(
             queues=f"baileys.{shard}", concurrency=1, wait_ready=wait_ready,
@@ -127,9 +129,24 @@ def test_a_killed_owner_s_shard_moves_to_its_standby_and_every_message_is_answer
         )
         return Owner(name, shard, worker, port)
 
+    return start
+
+
+def answering_worker(start_worker):
+    """The answering side: any host. Retries every second for as long as a takeover takes
+    (no Twilio to fall back to), and no breaker that would make a reply wait longer."""
+    return start_worker(queues="default,ai,send", concurrency=3, SEND_RETRY_MAX=100, BREAKER_FAIL_MAX=1000)
+
+
+def connected(slug: str) -> bool:
+    return SessionState.objects.filter(tenant__slug=slug, status="connected").exists()
+
+
+def test_a_killed_owner_s_shard_moves_to_its_standby_and_every_message_is_answered_once(
+    shard_tenants, sandbox, owner, start_worker, tmp_path
+):
     # The answering side: any host. Retries every second for as long as a takeover takes
-    # (no Twilio to fall back to), and no breaker that would make a reply wait longer.
-    start_worker(queues="default,ai,send", concurrency=3, SEND_RETRY_MAX=100, BREAKER_FAIL_MAX=1000)
+    answering_worker(start_worker)
     host_a = owner("A", "s1", tmp_path / "host-a")
     host_b = owner("B", "s2", tmp_path / "host-b")
     wait_for(lambda: host_a.sandbox.healthy() and host_b.sandbox.healthy(), 20, message="both owners' sidecars")
@@ -144,8 +161,7 @@ def test_a_killed_owner_s_shard_moves_to_its_standby_and_every_message_is_answer
     for slug in TENANTS["s1"] + TENANTS["s2"]:
         enqueue_lifecycle("whatsapp.lifecycle.start", Tenant.objects.get(slug=slug))
     for slug in TENANTS["s1"] + TENANTS["s2"]:
-        wait_for(lambda s=slug: SessionState.objects.filter(tenant__slug=s, status="connected").exists(), 30,
-                 message=f"{slug} connected")
+        wait_for(lambda s=slug: connected(s), 30, message=f"{slug} connected")
     # Each session runs on its own shard's owner only.
     assert {t for _, t, _ in host_a.socket_events()} == set(TENANTS["s1"])
     assert {t for _, t, _ in host_b.socket_events()} == set(TENANTS["s2"])
@@ -242,3 +258,36 @@ def test_a_killed_owner_s_shard_moves_to_its_standby_and_every_message_is_answer
         assert first_c_open >= last_a_close, (tenant, a_live[tenant], c_live[tenant])
     assert {t for _, t, _ in host_c.socket_events()} == set(TENANTS["s1"])
     print(f"s1 taken over and its sessions sending {takeover_seconds:.1f} s after the kill (lease TTL {TTL} s)")
+
+
+def test_a_tenant_moved_to_another_shard_is_stopped_in_one_owner_then_started_in_the_other(
+    shard_tenants, sandbox, owner, start_worker, tmp_path
+):
+    answering_worker(start_worker)
+    shared = tmp_path / "shared-disk"  # without the PostgreSQL store the credentials must be found
+    host_a = owner("A", "s1", tmp_path / "host-a" if POSTGRES_STORE else shared)
+    host_b = owner("B", "s2", tmp_path / "host-b" if POSTGRES_STORE else shared)
+    wait_for(lambda: host_a.sandbox.healthy() and host_b.sandbox.healthy(), 20, message="both sidecars")
+    moving = Tenant.objects.get(slug="s1-cafe")
+    enqueue_lifecycle("whatsapp.lifecycle.start", moving)
+    wait_for(lambda: connected("s1-cafe"), 30, message="the session connected on A")
+    first = host_a.sandbox.inbound("s1-cafe", **{"from": "15557000001", "text": "are you open?"})
+    assert first
+    wait_for(lambda: host_a.sandbox.sent("s1-cafe"), 20, message="the first answer through A")
+
+    call_command("move_tenant", "s1-cafe", "s2", wait=60)
+
+    assert Tenant.objects.get(slug="s1-cafe").shard_id == "s2"
+    wait_for(lambda: host_b.sandbox.healthy() and host_b.sandbox.status("s1-cafe").get("canSend"), 30,
+             message="the session running on B")
+    assert not host_a.sandbox.status("s1-cafe").get("connected"), "stopped on A"
+    host_b.sandbox.inbound("s1-cafe", **{"from": "15557000002", "text": "are you open tomorrow?"})
+    wait_for(lambda: Message.objects.filter(direction=Direction.OUTBOUND, status=Status.SENT).count() == 2, 30,
+             message="the second answer")
+    reply = Message.objects.get(direction=Direction.OUTBOUND, contact__phone="+15557000002")
+    assert reply.provider == "baileys"
+    delivered = {m["messageId"]: m for h in (host_a, host_b) for m in h.sandbox.sent("s1-cafe")}
+    assert sorted(m["to"].split("@")[0] for m in delivered.values()) == ["15557000001", "15557000002"]
+    # The old socket closed before the new one opened.
+    a_live, b_live = live_intervals(host_a, None), live_intervals(host_b, None)
+    assert max(end for _, end in a_live["s1-cafe"]) <= min(start for start, _ in b_live["s1-cafe"])
