@@ -129,8 +129,6 @@ SESSION_DEFAULT_SHARD = env.str("SESSION_DEFAULT_SHARD", default="default")
 # (SIDECAR_STATE_DATABASE_URL, any host can take a shard over).
 SIDECAR_STATE_STORE = env.str("SIDECAR_STATE_STORE", default="file")
 SIDECAR_STATE_DATABASE_URL = env.str("SIDECAR_STATE_DATABASE_URL", default="")
-# The database the shard lease is renewed through (default: Django's own).
-LIFECYCLE_LEASE_DATABASE_URL = env.str("LIFECYCLE_LEASE_DATABASE_URL", default="")
 # Pause between two session starts when an owner (re)starts its shard's sessions, so
 # WhatsApp does not see a burst of logins from one address.
 SESSION_START_STAGGER_SECONDS = env.float("SESSION_START_STAGGER_SECONDS", default=0.2)
