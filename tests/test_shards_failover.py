@@ -208,7 +208,7 @@ def test_a_killed_owner_s_shard_moves_to_its_standby_and_every_message_is_answer
     wait_for(lambda: not host_a.sandbox.healthy() and host_a.worker.proc.poll() is not None, 10,
              message="host A dead")
 
-    wait_for(lambda: "lifecycle lease taken: shard s1" in host_c.worker.output(), TTL + 20,
+    wait_for(lambda: "lifecycle lease taken (shard s1, fencing token" in host_c.worker.output(), TTL + 20,
              message="the standby to take s1 over")
     s1 = Shard.objects.get(name="s1")
     assert s1.fencing_token == token_s1 + 1

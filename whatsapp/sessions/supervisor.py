@@ -292,7 +292,6 @@ def take_lease_and_start_sidecar(sender=None, **_kwargs) -> None:
     _running["ownership"] = own
     log.info("lifecycle lease taken (shard %s, fencing token %s, %s)", shard, own.fencing_token, owner,
              extra={"shard": shard, "fencing_token": own.fencing_token})
-    _say(logging.INFO, f"lifecycle lease taken: shard {shard}, fencing token {own.fencing_token}")
 
     node_modules = SIDECAR_DIR / "node_modules"
     if not node_modules.exists():
