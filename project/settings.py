@@ -132,6 +132,9 @@ SIDECAR_STATE_DATABASE_URL = env.str("SIDECAR_STATE_DATABASE_URL", default="")
 # Pause between two session starts when an owner (re)starts its shard's sessions, so
 # WhatsApp does not see a burst of logins from one address.
 SESSION_START_STAGGER_SECONDS = env.float("SESSION_START_STAGGER_SECONDS", default=0.2)
+# How many session starts an owner runs at once (a real start takes seconds: a new owner
+# of 100 sessions must have them back within a minute).
+SESSION_START_PARALLELISM = env.int("SESSION_START_PARALLELISM", default=10)
 # Reconnects after transient closes (408, 428, 503, 515) without 30 s of stable connection;
 # then the session stops and staff are alerted (whatsapp.sessions.policy).
 SESSION_RECONNECT_BUDGET = env.int("SESSION_RECONNECT_BUDGET", default=10)

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
 from django.conf import settings
+from django.db import connections
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -259,19 +262,46 @@ def in_shard(shard: str) -> Q:
 def health_check(shard: str | None = None) -> int:
     """Record the state of every session of the shard and apply the reconnect policy. The
     shard's owner schedules it (whatsapp.sessions.supervisor.Ticker), at once after it
-    took the lease: the sessions that should run are started one after the other,
-    SESSION_START_STAGGER_SECONDS apart, so WhatsApp does not see a burst of logins."""
+    took the lease. The sessions to (re)start are started SESSION_START_PARALLELISM at a
+    time, SESSION_START_STAGGER_SECONDS apart: a real WhatsApp start takes seconds, so a
+    new owner of 100 sessions would need minutes one by one, and WhatsApp must not see a
+    burst of logins from one address either."""
     own = supervisor.ownership()
     shard = shard or (own.shard if own else default_shard())
     if own is not None and own.shard != shard:
         log.warning("health check of shard %s reached the owner of %s: skipped", shard, own.shard)
         return 0
     states = list(SessionState.objects.select_related("tenant").filter(in_shard(shard)))
+    to_start: list[SessionState] = []
     for state in states:
         with log_context(tenant=state.tenant.slug):
-            if check(state) == policy.START:
-                time.sleep(settings.SESSION_START_STAGGER_SECONDS)
+            check(state, start=to_start.append)
+    start_staggered(to_start)
     return len(states)
+
+
+def start_staggered(states: list[SessionState]) -> None:
+    if len(states) <= 1:
+        for state in states:
+            with log_context(tenant=state.tenant.slug):
+                _start(state)
+        return
+    with ThreadPoolExecutor(max_workers=max(1, settings.SESSION_START_PARALLELISM),
+                            thread_name_prefix="session-start") as pool:
+        for n, state in enumerate(states):
+            if n:
+                time.sleep(settings.SESSION_START_STAGGER_SECONDS)
+            pool.submit(_start_in_thread, state)
+
+
+def _start_in_thread(state: SessionState) -> None:
+    try:
+        with log_context(tenant=state.tenant.slug):
+            _start(state)
+    except Exception:  # noqa: BLE001 - one session's failure must not hide the others'
+        log.exception("session start failed")
+    finally:
+        connections.close_all()  # this thread's own database connection
 
 
 @shared_task(name="whatsapp.lifecycle.check_session", acks_late=True)
@@ -285,8 +315,9 @@ def check_session(tenant_slug: str) -> None:
             check(state)
 
 
-def check(state: SessionState) -> str | None:
-    """One health check of one session; the policy's action (None: the sidecar is down)."""
+def check(state: SessionState, start: Callable[[SessionState], None] | None = None) -> str | None:
+    """One health check of one session; the policy's action (None: the sidecar is down).
+    A start the policy decides is made at once, or handed to `start` (a batch of starts)."""
     raw = _ask_sidecar(state, "status")
     if raw is None:
         return None
@@ -312,7 +343,7 @@ def check(state: SessionState) -> str | None:
             "reconnecting (attempt %s) after %s %s", decision.reconnect_attempts,
             state.last_disconnect_code, state.last_disconnect_reason,
         )
-        _start(state)
+        (start or _start)(state)
     elif decision.action == policy.STOP:
         log.warning("stopping the session (%s)", decision.status)
         _stop(state, logout=False)
