@@ -15,7 +15,7 @@ queue) it:
    SIDECAR_FENCING_TOKEN, the state store) at SIDECAR_URL, which the lease row
    advertises to every other process, and restarts it whenever it dies;
 3. schedules its shard's periodic work on its own queue: the health check (which starts
-   the sessions that should run, one after the other, SESSION_START_STAGGER_SECONDS
+   the sessions that should run, SESSION_START_PARALLELISM at a time, SESSION_START_STAGGER_SECONDS
    apart) at once and every SESSION_HEALTH_INTERVAL_SECONDS, and the collection of
    refused inbound webhooks;
 and at worker_shutdown it stops the sidecar (SIGTERM: in-flight sends finish) and
