@@ -23,7 +23,11 @@ task_queues = [
     Queue("default"),
     Queue("ai"),  # bots: building answers (LLM calls can take seconds)
     Queue("send"),  # provider calls
-    Queue("baileys"),  # reserved for the single lifecycle worker that owns the sidecar
+    # The default shard's lifecycle queue, reserved for the one worker that owns its
+    # sidecar. Shard s has the queue `baileys.s` (declared when used, not listed here):
+    # lifecycle tasks about a tenant are sent to its shard's queue by name
+    # (whatsapp.sessions.shards.enqueue_lifecycle); the routes below are the default shard's.
+    Queue("baileys"),
 ]
 # Task names are FROZEN: every task carries an explicit name= (its original dotted
 # path), because that name is the wire format of tasks already queued in Redis. Routes
@@ -38,7 +42,8 @@ task_routes = {
     "whatsapp.media.process_media": {"queue": "ai"},
     "whatsapp.tasks.reconcile_outbound": {"queue": "default"},
     "whatsapp.tasks.purge_expired": {"queue": "default"},
-    # The lifecycle worker owns the sidecar, so it also collects what the sidecar kept.
+    # A shard's owner runs its sidecar, so it also collects what the sidecar kept (it
+    # schedules this itself, on its shard's queue: whatsapp.sessions.supervisor.Ticker).
     "whatsapp.tasks.collect_rejected_inbound": {"queue": "baileys"},
     "whatsapp.lifecycle.start": {"queue": "baileys"},
     "whatsapp.lifecycle.stop": {"queue": "baileys"},
@@ -47,10 +52,11 @@ task_routes = {
     "whatsapp.lifecycle.simulate_scan": {"queue": "baileys"},
     "whatsapp.lifecycle.health_check": {"queue": "baileys"},
     "whatsapp.lifecycle.check_session": {"queue": "baileys"},
+    "whatsapp.lifecycle.move": {"queue": "baileys"},
     "whatsapp.inbox.resume_idle": {"queue": "default"},
 }
 # Not found by autodiscovery (which imports only <app>.tasks); also connects the signals
-# by which the `baileys` worker takes the lifecycle lease and runs the sidecar.
+# by which a lifecycle worker takes its shard's lease and runs the sidecar.
 imports = ["whatsapp.sessions.lifecycle", "whatsapp.media.tasks", "whatsapp.inbox.tasks"]
 
 # Ack after the task finishes, not when it starts: a worker that dies mid-task leaves
@@ -95,18 +101,9 @@ beat_schedule = {
         "task": "whatsapp.tasks.reconcile_outbound",
         "schedule": timedelta(seconds=settings.RECONCILE_INTERVAL_SECONDS),
     },
-    "collect-rejected-inbound": {
-        "task": "whatsapp.tasks.collect_rejected_inbound",
-        "schedule": timedelta(seconds=settings.REJECTED_INBOUND_INTERVAL_SECONDS),
-        "options": {"expires": settings.REJECTED_INBOUND_INTERVAL_SECONDS},
-    },
-    "baileys-session-health": {
-        "task": "whatsapp.lifecycle.health_check",
-        "schedule": timedelta(seconds=settings.SESSION_HEALTH_INTERVAL_SECONDS),
-        # A busy lifecycle worker (a start can take a minute) must not find a pile of
-        # stale health checks waiting for it.
-        "options": {"expires": settings.SESSION_HEALTH_INTERVAL_SECONDS},
-    },
+    # No session health check or refused-inbound collection here: each shard's owner
+    # schedules its own on its shard's queue (whatsapp.sessions.supervisor.Ticker), so
+    # beat needs no list of shards and a standby that takes over starts at once.
     "retention-purge": {
         "task": "whatsapp.tasks.purge_expired",
         "schedule": timedelta(seconds=settings.RETENTION_INTERVAL_SECONDS),

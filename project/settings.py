@@ -118,9 +118,23 @@ SIDECAR_NODE = env.str("SIDECAR_NODE", default="node")
 # SIDECAR_START_TIMEOUT_MS, 60 s by default); the HTTP call waits a little longer.
 SIDECAR_START_TIMEOUT = env.float("SIDECAR_START_TIMEOUT", default=70.0)
 SESSION_HEALTH_INTERVAL_SECONDS = env.float("SESSION_HEALTH_INTERVAL_SECONDS", default=10.0)
-# The lifecycle worker's Redis lease (whatsapp.sessions.lease): renewed every sixth of it; a worker
-# that cannot renew it stops its sidecar within the other half.
+# The lifecycle worker's shard lease (a row of whatsapp_shard, timed by the database's clock,
+# whatsapp.sessions.shard_lease): renewed every sixth of it; a worker that cannot renew it
+# stops its sidecar within the other half.
 LIFECYCLE_LEASE_TTL_SECONDS = env.float("LIFECYCLE_LEASE_TTL_SECONDS", default=30.0)
+# Shards (docs/SCALING.md): tenants without a shard belong to this one, whose lifecycle
+# queue keeps the name `baileys`; shard s has queue `baileys.s`.
+SESSION_DEFAULT_SHARD = env.str("SESSION_DEFAULT_SHARD", default="default")
+# Where the sidecar keeps session state: "file" (SIDECAR_DATA_DIR, one host) or "postgres"
+# (SIDECAR_STATE_DATABASE_URL, any host can take a shard over).
+SIDECAR_STATE_STORE = env.str("SIDECAR_STATE_STORE", default="file")
+SIDECAR_STATE_DATABASE_URL = env.str("SIDECAR_STATE_DATABASE_URL", default="")
+# Pause between two session starts when an owner (re)starts its shard's sessions, so
+# WhatsApp does not see a burst of logins from one address.
+SESSION_START_STAGGER_SECONDS = env.float("SESSION_START_STAGGER_SECONDS", default=0.2)
+# How many session starts an owner runs at once (a real start takes seconds: a new owner
+# of 100 sessions must have them back within a minute).
+SESSION_START_PARALLELISM = env.int("SESSION_START_PARALLELISM", default=10)
 # Reconnects after transient closes (408, 428, 503, 515) without 30 s of stable connection;
 # then the session stops and staff are alerted (whatsapp.sessions.policy).
 SESSION_RECONNECT_BUDGET = env.int("SESSION_RECONNECT_BUDGET", default=10)

@@ -79,7 +79,7 @@ class TenantAdmin(TenantConnectAdminMixin, BotTestAdminMixin, admin.ModelAdmin):
         (None, {"fields": ("slug", "name")}),
         ("Providers", {"fields": (
             "baileys_enabled", "twilio_enabled", "twilio_number", "twilio_template_sid",
-            "twilio_template_variables", "baileys_sends_per_minute",
+            "twilio_template_variables", "baileys_sends_per_minute", "shard",
         )}),
         ("Bot", {"fields": (
             "bot_engine", "greeting", "fallback_reply", "non_text_reply", "system_prompt", "business_facts",

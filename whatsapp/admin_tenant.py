@@ -16,6 +16,8 @@ from django.urls import reverse
 
 from whatsapp.models import Tenant
 from whatsapp.sessions.admin import session_url
+from whatsapp.sessions.moves import request_move
+from whatsapp.sessions.shards import default_shard, enqueue_lifecycle
 
 log = logging.getLogger("whatsapp.admin")
 
@@ -48,17 +50,25 @@ def connect_context(request, tenant: Tenant) -> dict:
     }
 
 
-def stop_session(request, tenant_slug: str) -> None:
-    from whatsapp.sessions import lifecycle
-
+def stop_session(request, tenant: Tenant) -> None:
     try:
-        lifecycle.stop.delay(tenant_slug)
+        enqueue_lifecycle("whatsapp.lifecycle.stop", tenant)
     except Exception as exc:  # noqa: BLE001 - the broker is down: say so, do not 500
-        log.warning("could not enqueue the session stop for %s: %s", tenant_slug, exc)
+        log.warning("could not enqueue the session stop for %s: %s", tenant.slug, exc)
         messages.error(request, f"WhatsApp Web is off, but its session could not be stopped ({exc}): "
                                 "press Stop on the session page.")
     else:
         messages.info(request, "WhatsApp Web is off for this tenant: its session is being stopped.")
+
+
+def ask_move(request, tenant: Tenant, to_shard: str) -> None:
+    try:
+        said = request_move(tenant, to_shard)
+    except Exception as exc:  # noqa: BLE001 - the broker is down: say so, do not 500
+        log.warning("could not queue the move of %s: %s", tenant.slug, exc)
+        messages.error(request, f"The shard was not changed: the move could not be queued ({exc}).")
+    else:
+        messages.info(request, said[:1].upper() + said[1:] + ".")
 
 
 class TenantConnectAdminMixin:
@@ -73,7 +83,13 @@ class TenantConnectAdminMixin:
         return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
+        if change and "shard" in form.changed_data:
+            # Not a plain edit: the old shard's owner must stop the session before the
+            # switch (whatsapp.sessions.moves). The move task switches the field.
+            target = obj.shard_id or default_shard()
+            obj.shard_id = form.initial.get("shard")
+            transaction.on_commit(partial(ask_move, request, obj, target))
         super().save_model(request, obj, form, change)
         if change and "baileys_enabled" in form.changed_data and not obj.baileys_enabled:
             # After the commit: the lifecycle worker must see the tenant already switched off.
-            transaction.on_commit(partial(stop_session, request, obj.slug))
+            transaction.on_commit(partial(stop_session, request, obj))

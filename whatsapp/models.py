@@ -12,6 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from project.encryption import EncryptedTextField
+from whatsapp.sessions.models import Shard  # noqa: F401 - the app's models module must name it
 from whatsapp.sessions.policy import STOP_REASONS
 
 E164 = RegexValidator(r"^\+[1-9]\d{6,14}$", "Use E.164 format: + and country code, e.g. +15551234567")
@@ -46,6 +47,12 @@ class Tenant(models.Model):
     )
     baileys_sends_per_minute = models.PositiveIntegerField(
         default=20, help_text="Pacing of sends through the WhatsApp Web session (never drops, only delays)."
+    )
+    # Which owner runs the WhatsApp Web session (docs/SCALING.md). Empty: SESSION_DEFAULT_SHARD.
+    # Changing it is a move (whatsapp.sessions.shards.move_tenant), never a plain edit.
+    shard = models.ForeignKey(
+        "whatsapp.Shard", to_field="name", null=True, blank=True, on_delete=models.PROTECT, related_name="tenants",
+        help_text="Empty: the default shard. Changing it moves the session (stopped, then started on the new owner).",
     )
 
     # Bot settings. Empty means "use the server default".

@@ -30,6 +30,12 @@ def publish(task_name: str, message_id: int, countdown: float | None = None) -> 
     current_app.send_task(task_name, (message_id,), countdown=countdown)
 
 
+def publish_to(task_name: str, args: tuple, queue: str, countdown: float | None = None, **options) -> None:
+    """Put one task on a queue chosen at run time (a shard's lifecycle queue), not by its
+    static route; raises when the broker is down."""
+    current_app.send_task(task_name, args, queue=queue, countdown=countdown, **options)
+
+
 def enqueue_reply(message_id: int, countdown: float | None = None) -> bool:
     """Have the bot answer this inbound message (after `countdown` seconds, the debounce)."""
     return _enqueue(REPLY_TASK, message_id, countdown, "reply")

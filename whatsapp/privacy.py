@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from whatsapp.models import Contact, DeadLetter, DeliveryAttempt, Direction, ErasureLog, Message, Status, Tenant
-from whatsapp.sessions.sidecar_client import SidecarClient
+from whatsapp.sessions.sidecar_client import SidecarUnavailable, sidecar_for
 
 log = logging.getLogger("whatsapp.privacy")
 
@@ -167,11 +167,17 @@ def _erase_in_sidecar(tenant_slug: str, contact: Contact) -> dict[str, int]:
     for jid in (contact.lid_jid, contact.wa_jid if not contact.phone else ""):
         if jid:
             bodies.append({"tenant": tenant_slug, "jid": jid})
-    client = SidecarClient()
+    try:
+        client = sidecar_for(contact.tenant)
+    except SidecarUnavailable as exc:
+        raise SidecarErasureFailed(
+            f"The sidecar of this tenant's shard is not available ({exc}), so its copies could not be erased; "
+            "nothing was erased. Run the erasure again once the shard has an owner."
+        ) from exc
     totals = {"sidecar_idempotency_records": 0, "sidecar_spool_items": 0}
     for body in bodies:
         try:
-            response = client.session.post(f"{client.base}/privacy/erase", json=body, timeout=SIDECAR_ERASE_TIMEOUT)
+            response = client.request("POST", "/privacy/erase", json=body, timeout=SIDECAR_ERASE_TIMEOUT)
         except requests.RequestException as exc:
             raise SidecarErasureFailed(
                 f"The sidecar ({client.base}) is not reachable ({type(exc).__name__}), so its copies could not be "

@@ -1,7 +1,7 @@
-"""Exactly one lifecycle worker owns the sidecar and its WhatsApp sockets, even when Redis
-(which holds its lease) becomes unreachable or the owner is SIGKILLed: real worker
-processes, the real sidecar (sandbox) and the suite's own redis-server, which these
-tests stop and start."""
+"""Exactly one lifecycle worker owns the sidecar and its WhatsApp sockets, even when the
+database (which holds its shard's lease) becomes unreachable for it or the owner is
+SIGKILLed: real worker processes, the real sidecar (sandbox), the test database reached
+through a TCP forwarder that a test cuts, and the suite's own redis-server."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ import time
 
 import psutil
 import pytest
+from django.db import connection
+from django.db.models import F
+from django.db.models.functions import Now
 
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_for
-from whatsapp.models import SessionState
+from whatsapp.models import SessionState, Shard
 from whatsapp.sessions import lifecycle
-from whatsapp.sessions.supervisor import LEASE_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -47,22 +50,28 @@ def gone(pid: int) -> bool:
         return True
 
 
+def lease_left() -> float:
+    """Seconds until the default shard's lease expires, by the database's clock."""
+    left = Shard.objects.filter(name="default").annotate(left=F("lease_expires_at") - Now()).values_list(
+        "left", flat=True).get()
+    return left.total_seconds()
+
+
 def test_a_worker_that_cannot_renew_its_lease_stops_the_sidecar_before_the_lease_can_expire(
-    baileys_tenant, sandbox, lifecycle_worker, redis_server
+    baileys_tenant, sandbox, lifecycle_worker
 ):
-    worker = lifecycle_worker(LIFECYCLE_LEASE_TTL_SECONDS=TTL)
+    db = connection.settings_dict
+    proxy = TcpProxy(db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432))
+    through_proxy = f"postgres://{db.get('USER') or 'postgres'}@127.0.0.1:{proxy.port}/{db['NAME']}"
+    worker = lifecycle_worker(LIFECYCLE_LEASE_TTL_SECONDS=TTL, DATABASE_URL=through_proxy)
     connect("acme")
     [sidecar] = sidecar_pids(worker)
     # The lease cannot expire before this (a renewal in between only moves it later).
-    expires_at = time.monotonic() + redis_server.client().pttl(LEASE_KEY) / 1000
+    expires_at = time.monotonic() + lease_left()
 
-    redis_server.stop()  # unreachable for the worker; a successor elsewhere might still reach it
-    try:
-        wait_for(lambda: gone(sidecar) and not sandbox.healthy(), TTL + 5,
-                 message="the sidecar and its sessions stopped")
-        stopped_at = time.monotonic()
-    finally:
-        redis_server.start()
+    proxy.cut()  # the database is unreachable for this worker; a successor elsewhere might still reach it
+    wait_for(lambda: gone(sidecar) and not sandbox.healthy(), TTL + 5, message="the sidecar and its sessions stopped")
+    stopped_at = time.monotonic()
 
     assert stopped_at < expires_at, f"the sidecar ran {stopped_at - expires_at:.1f} s past the lease"
     assert "lifecycle lease could not be renewed" in worker.output()
@@ -82,9 +91,11 @@ def test_a_successor_started_while_a_killed_owner_lease_is_live_waits_and_then_t
     assert sidecar_pids(successor) == [], "no second sidecar while the owner lives"
     assert sandbox.healthy()
 
+    token = Shard.objects.get(name="default").fencing_token
     os.killpg(owner.proc.pid, signal.SIGKILL)  # its sidecar gets SIGTERM (it dies with its parent)
 
     wait_for(lambda: "lifecycle lease taken" in successor.output(), TTL + 10, message="the successor to take over")
+    assert Shard.objects.get(name="default").fencing_token == token + 1
     assert successor.proc.poll() is None
     wait_for(lambda: sandbox.healthy() and sandbox.status("acme").get("canSend"), 30,
              message="the successor's sidecar with the session reconnected")

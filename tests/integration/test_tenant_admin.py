@@ -4,9 +4,9 @@ tenant's session, messages and rules, and turning WhatsApp Web off stops its ses
 from __future__ import annotations
 
 import pytest
-from django.forms.models import model_to_dict
 
 from tests.support.redis_server import queued_tasks
+from tests.support.tenant_admin import tenant_form
 from tests.support.waiting import wait_for
 from whatsapp.models import SessionState
 
@@ -17,13 +17,6 @@ def page_of(client, tenant) -> str:
     response = client.get(f"/admin/whatsapp/tenant/{tenant.pk}/change/")
     assert response.status_code == 200
     return response.content.decode()
-
-
-def tenant_form(tenant, **changes) -> dict:
-    """The tenant's change form as the admin posts it (an unchecked box is left out)."""
-    data = {**model_to_dict(tenant), **changes}
-    data["twilio_template_variables"] = "{}"
-    return {name: value for name, value in data.items() if value not in (None, False) and name != "id"}
 
 
 def test_the_tenant_page_shows_the_webhook_urls_to_paste_into_twilio(admin_client, tenant, settings):

@@ -25,6 +25,7 @@ FROZEN_TASKS = {
     "whatsapp.lifecycle.check_session": "baileys",
     "whatsapp.media.process_media": "ai",
     "whatsapp.inbox.resume_idle": "default",
+    "whatsapp.lifecycle.move": "baileys",
 }
 
 

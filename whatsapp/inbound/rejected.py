@@ -19,9 +19,9 @@ import logging
 from urllib.parse import quote
 
 import requests
-from django.conf import settings
 
 from whatsapp.inbound.dead_letters import file_refused
+from whatsapp.sessions.sidecar_client import SidecarClient, SidecarUnavailable, default_shard, sidecar_for_shard
 
 log = logging.getLogger("whatsapp.rejected_inbound")
 
@@ -31,15 +31,21 @@ class RejectedInboxUnavailable(Exception):
 
 
 class RejectedInbox:
-    def __init__(self, base: str | None = None, token: str | None = None) -> None:
-        self.base = (base or settings.SIDECAR_URL).rstrip("/")
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token or settings.SIDECAR_TOKEN}"
-        self.timeout = (settings.SIDECAR_CONNECT_TIMEOUT, settings.SIDECAR_READ_TIMEOUT)
+    """What one shard's sidecar kept (default: the default shard's)."""
+
+    def __init__(self, sidecar: SidecarClient | None = None, shard: str | None = None, base: str | None = None) -> None:
+        if sidecar is None and base:
+            sidecar = SidecarClient(base)
+        if sidecar is None:
+            try:
+                sidecar = sidecar_for_shard(shard or default_shard())
+            except SidecarUnavailable as exc:
+                raise RejectedInboxUnavailable(str(exc)) from exc
+        self.sidecar = sidecar
 
     def items(self, limit: int = 100) -> list[dict]:
         try:
-            response = self.session.get(f"{self.base}/inbound/rejected", params={"limit": limit}, timeout=self.timeout)
+            response = self.sidecar.request("GET", "/inbound/rejected", params={"limit": limit})
             response.raise_for_status()
             items = response.json()["items"]
         except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
@@ -48,9 +54,7 @@ class RejectedInbox:
 
     def forget(self, item_id: str) -> bool:
         try:
-            response = self.session.delete(
-                f"{self.base}/inbound/rejected/{quote(str(item_id), safe='')}", timeout=self.timeout
-            )
+            response = self.sidecar.request("DELETE", f"/inbound/rejected/{quote(str(item_id), safe='')}")
         except requests.RequestException as exc:
             log.warning("could not delete a collected item from the sidecar: %s", exc, extra={"item": item_id})
             return False
@@ -60,8 +64,8 @@ class RejectedInbox:
         return True
 
 
-def collect(inbox: RejectedInbox | None = None, limit: int = 100) -> dict:
-    inbox = inbox or RejectedInbox()
+def collect(inbox: RejectedInbox | None = None, limit: int = 100, shard: str | None = None) -> dict:
+    inbox = inbox or RejectedInbox(shard=shard)
     counts = {"filed": 0, "receipts_dropped": 0, "not_deleted": 0}
     for item in inbox.items(limit):
         if item.get("kind") in ("status", "owner"):

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import re
 
-import requests
 from django.conf import settings
 
 from whatsapp.media.attachments import Attachment
-from whatsapp.media.fetch import Fetched, Permanent, fetch
-from whatsapp.sessions.sidecar_client import SidecarClient
+from whatsapp.media.fetch import Fetched, Permanent, Transient, fetch
+from whatsapp.sessions.sidecar_client import SidecarUnavailable, sidecar_for
 
 log = logging.getLogger("whatsapp.media")
 
@@ -23,15 +22,6 @@ log = logging.getLogger("whatsapp.media")
 MEDIA_ID = re.compile(r"m[0-9a-f]{32}")
 # The sidecar's mediaError codes that mean "too large"; anything else failed to download.
 SIDECAR_FAILURES = {"too_large": "too_large"}
-
-
-class BearerToken(requests.auth.AuthBase):
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __call__(self, request):
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        return request
 
 
 def sidecar_attachments(data: dict) -> list[Attachment]:
@@ -58,18 +48,28 @@ def sidecar_attachments(data: dict) -> list[Attachment]:
     return [Attachment(media_id, content_type, size)]
 
 
-def fetch_from_sidecar(tenant_slug: str, media_id: str, declared_size: int | None) -> Fetched:
+def fetch_from_sidecar(tenant, media_id: str, declared_size: int | None) -> Fetched:
     """The file the sidecar holds for this message, or FetchError (too large, wrong type,
-    gone: Permanent; the sidecar down or slow: Transient)."""
+    gone: Permanent; the sidecar down or slow, its shard without an owner: Transient).
+    The tenant's sidecar is the one that owns its shard now (docs/SCALING.md)."""
     if not MEDIA_ID.fullmatch(media_id or ""):
         raise Permanent("refused", "no valid sidecar media id")
     if declared_size is not None and declared_size > settings.MEDIA_MAX_BYTES:
         raise Permanent("too_large", f"{declared_size} bytes; MEDIA_MAX_BYTES is {settings.MEDIA_MAX_BYTES}")
-    client = SidecarClient()
-    return fetch(client.media_url(tenant_slug, media_id), BearerToken(settings.SIDECAR_TOKEN))
+    try:
+        client = sidecar_for(tenant)
+    except SidecarUnavailable as exc:
+        raise Transient(f"the sidecar is not reachable: {exc}") from exc
+    return fetch(client.media_url(tenant.slug, media_id), client.auth())
 
 
-def forget_on_sidecar(tenant_slug: str, media_id: str) -> None:
+def forget_on_sidecar(tenant, media_id: str) -> None:
     """Best effort: the sidecar's sweep deletes what this misses."""
-    if MEDIA_ID.fullmatch(media_id or "") and not SidecarClient().delete_media(tenant_slug, media_id):
+    if not MEDIA_ID.fullmatch(media_id or ""):
+        return
+    try:
+        deleted = sidecar_for(tenant).delete_media(tenant.slug, media_id)
+    except SidecarUnavailable:
+        deleted = False
+    if not deleted:
         log.info("the sidecar's copy of a media file is left to its expiry")

@@ -46,7 +46,7 @@ def process_media(self, message_id: int) -> None:
         if media is not None:
             wait = settle(media, message)
             if wait is None and message.provider == "baileys":
-                forget_on_sidecar(message.tenant.slug, media.source_url)
+                forget_on_sidecar(message.tenant, media.source_url)
             if wait is not None or MediaFile.objects.filter(message=message, state=MediaFile.State.PENDING).exists():
                 raise self.retry(countdown=wait or 0)
         copy_transcript(message)
@@ -86,7 +86,7 @@ def download(media: MediaFile, message: Message) -> Fetched:
         raise Permanent("refused", "no URL to fetch the media from")
     if message.provider == "baileys":
         # The sidecar downloaded it from WhatsApp already; source_url is its id there.
-        return fetch_from_sidecar(message.tenant.slug, media.source_url, media.size)
+        return fetch_from_sidecar(message.tenant, media.source_url, media.size)
     return fetch(media.source_url, twilio_auth_for(media.source_url) if message.provider == "twilio" else None)
 
 

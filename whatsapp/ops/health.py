@@ -1,6 +1,7 @@
 """/healthz: the process is up. /readyz: the process can do its job right now, i.e. the
-database, Redis, the Baileys sidecar (only when some tenant uses it) and a live worker for
-every queue answer. Every check is bounded to well under a second. Anyone gets the
+database, Redis, the Baileys sidecar of every shard that has WhatsApp Web tenants (only
+when some tenant uses it; check "sidecar" for the default shard, "sidecar:<shard>" for
+the others) and a live worker for every queue (each such shard's lifecycle queue) answer. Every check is bounded to well under a second. Anyone gets the
 answer (200 or 503, and `{"status": ...}`); the details, which name each failed dependency
 and its error, need the ops token (METRICS_TOKEN) or a caller on this machine."""
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import requests
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
@@ -18,6 +18,8 @@ from django.views.decorators.http import require_safe
 
 from project.redis_clients import redis_client
 from whatsapp.ops import access, heartbeat
+from whatsapp.sessions.shards import lifecycle_queue
+from whatsapp.sessions.sidecar_client import sidecar_for_shard
 
 # Bounds for each probe; /readyz must answer fast even when everything is down.
 PROBE_TIMEOUT = 0.5
@@ -44,26 +46,40 @@ def check_redis() -> str | None:
     return None
 
 
-def sidecar_required() -> bool:
+def baileys_shards() -> list[str]:
+    """The shards that have a WhatsApp Web session to look after (none: no sidecar needed)."""
     from whatsapp.models import Tenant
 
-    return Tenant.objects.filter(baileys_enabled=True).exists()
+    names = Tenant.objects.filter(baileys_enabled=True).values_list("shard_id", flat=True).distinct()
+    return sorted({name or settings.SESSION_DEFAULT_SHARD for name in names})
 
 
-def check_sidecar() -> str | None:
-    response = requests.get(f"{settings.SIDECAR_URL}/healthz", timeout=(PROBE_TIMEOUT, PROBE_TIMEOUT))
+def sidecar_required() -> bool:
+    return bool(baileys_shards())
+
+
+def check_sidecar(shard: str | None = None) -> str | None:
+    """The sidecar of the shard's current owner (its lease row says where) answers."""
+    sidecar = sidecar_for_shard(shard or settings.SESSION_DEFAULT_SHARD)  # SidecarUnavailable: no owner
+    response = sidecar.request("GET", "/healthz", timeout=(PROBE_TIMEOUT, PROBE_TIMEOUT))
     if response.status_code != 200:
-        return f"GET /healthz answered {response.status_code}"
+        return f"GET {sidecar.base}/healthz answered {response.status_code}"
     return None
 
 
-def required_queues(baileys: bool) -> list[str]:
-    """Every queue Celery is configured with; the lifecycle queue only when some tenant
-    has a WhatsApp Web session to look after."""
+def sidecar_check_name(shard: str) -> str:
+    return "sidecar" if shard == settings.SESSION_DEFAULT_SHARD else f"sidecar:{shard}"
+
+
+def required_queues(baileys: bool | list[str]) -> list[str]:
+    """Every queue Celery is configured with; the lifecycle queues only of the shards that
+    have a WhatsApp Web session to look after (baileys: those shards; True: the default)."""
     from project.celery import app
 
     names = [q.name for q in app.conf.task_queues or []] or [app.conf.task_default_queue]
-    return sorted(n for n in names if baileys or not n.startswith("baileys"))
+    names = [n for n in names if not n.startswith("baileys")]
+    shards = [settings.SESSION_DEFAULT_SHARD] if baileys is True else list(baileys or [])
+    return sorted(set(names) | {lifecycle_queue(shard) for shard in shards})
 
 
 def check_workers(queues: list[str]) -> str | None:
@@ -88,15 +104,16 @@ def _run(check: Callable[..., str | None], *args) -> dict:
 
 def readiness() -> dict:
     checks: dict[str, dict] = {"database": _run(check_database)}
-    baileys = False
+    shards: list[str] = []
     if checks["database"]["ok"]:
         try:
-            baileys = sidecar_required()
+            shards = baileys_shards()
         except Exception:  # noqa: BLE001 - the database check above already tells
-            baileys = False
+            shards = []
     checks["redis"] = _run(check_redis)
-    if baileys:
-        checks["sidecar"] = _run(check_sidecar)
+    for shard in shards:
+        checks[sidecar_check_name(shard)] = _run(check_sidecar, shard)
+    baileys = shards
     if checks["redis"]["ok"]:
         checks["workers"] = _run(check_workers, required_queues(baileys))
     else:

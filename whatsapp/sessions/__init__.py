@@ -1,1 +1,1 @@
-"""Sessions room: WhatsApp Web session lifecycle tasks, reconnect policy, sidecar supervisor, lease, sidecar client, Sessions admin."""
+"""Sessions room: WhatsApp Web sessions in shards: lifecycle tasks, reconnect policy, sidecar supervisor, shard lease, the one sidecar client, moves, Sessions and Shards admin."""

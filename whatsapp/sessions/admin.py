@@ -10,13 +10,15 @@ import segno
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from whatsapp.models import SessionState, Tenant
+from whatsapp.models import SessionState, Shard, Tenant
+from whatsapp.sessions.shards import enqueue_lifecycle
 
 ACTIONS = {
     "start": "Start requested: the session connects, or shows a QR code to scan (an automatic stop is cleared).",
@@ -134,13 +136,39 @@ class SessionStateAdmin(admin.ModelAdmin):
         if action not in actions:
             messages.error(request, f"Unknown action {action!r}.")
             return redirect(session_url(slug))
-        from whatsapp.sessions import lifecycle
-
-        task = getattr(lifecycle, action)
         try:
-            task.delay(tenant.slug)
+            enqueue_lifecycle(f"whatsapp.lifecycle.{action}", tenant)
         except Exception as exc:  # noqa: BLE001 - the broker is down: say so, do not 500
             messages.error(request, f"Could not enqueue the {action}: {exc}")
         else:
             messages.info(request, actions[action])
         return redirect(session_url(slug))
+
+
+@admin.register(Shard)
+class ShardAdmin(admin.ModelAdmin):
+    """Who owns each shard right now (its lease row; docs/SCALING.md). Read-only: the
+    lifecycle workers write it. A tenant is moved from its own page (field Shard)."""
+
+    list_display = ("name", "owner_or_none", "fencing_token", "lease_expires_at", "sidecar_url", "tenants_count")
+    readonly_fields = ("name", "owner", "fencing_token", "lease_expires_at", "sidecar_url", "created_at")
+
+    def has_add_permission(self, request):
+        return False  # a shard exists once a tenant is moved to it or a worker is started for it
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # its fencing token must never go back to 0
+
+    @admin.display(description="Owner")
+    def owner_or_none(self, obj):
+        return obj.owner or "(none: no lifecycle worker holds it)"
+
+    @admin.display(description="Tenants")
+    def tenants_count(self, obj):
+        query = Q(shard=obj)
+        if obj.name == settings.SESSION_DEFAULT_SHARD:
+            query |= Q(shard__isnull=True)
+        return Tenant.objects.filter(query).count()

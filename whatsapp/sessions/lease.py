@@ -1,12 +1,15 @@
-"""A Redis lease: one holder at a time, kept alive by a renewing thread, released at
-shutdown. The lifecycle worker holds one so that a second lifecycle worker (which would
-start a second sidecar and a second socket per WhatsApp number) never runs beside it.
+"""A lease: one holder at a time, kept alive by a renewing thread, released at shutdown.
+`Lease` keeps it in Redis; whatsapp.sessions.shard_lease.ShardLease (what the lifecycle
+worker holds) keeps it in a PostgreSQL row with a fencing token. A second lifecycle
+worker for the same shard (which would start a second sidecar and a second socket per
+WhatsApp number) never runs beside the holder.
 
-Timing (TTL T): renew every T/6. A holder that cannot renew (Redis unreachable) gives
-the lease up at most T/2 after its last successful renewal was sent, so it keeps at
-least T/2 to stop what the lease protects before the key can expire in Redis and a
-successor can take it. The Redis client's connect and read timeouts must be at most T/12 each
-(lease_redis_timeout), so that no single call outlasts that budget."""
+Timing (TTL T): renew every T/6. A holder that cannot renew (its store unreachable) gives
+the lease up T/2 after its last successful renewal was sent, so it keeps at least T/2 to
+stop what the lease protects before the lease can expire and a successor can take it.
+A watchdog thread, not the renewing one, decides that: a renewal call that hangs (a
+half-open connection) cannot delay the give-up. Short client timeouts (lease_redis_timeout)
+only make a failed try end sooner, so the next one can be made."""
 
 from __future__ import annotations
 
@@ -47,6 +50,9 @@ def lease_redis_timeout(ttl_seconds: float) -> float:
 
 
 class Lease:
+    # What a call to the store raises when the store does not answer.
+    errors: tuple[type[Exception], ...] = (redis.RedisError,)
+
     def __init__(self, client: redis.Redis, key: str, owner: str, ttl_seconds: float = 30.0) -> None:
         self.client = client
         self.key = key
@@ -54,7 +60,7 @@ class Lease:
         self.ttl_ms = int(ttl_seconds * 1000)
         self.ttl = ttl_seconds
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         # time.monotonic() when the last successful acquire or renewal was sent: the key
         # expires in Redis no earlier than this plus the TTL.
         self.renewed_at: float | None = None
@@ -90,7 +96,7 @@ class Lease:
                 if self.acquire():
                     return
                 holder, left, error = self.holder(), self.remaining(), None
-            except redis.RedisError as exc:
+            except self.errors as exc:
                 holder, left, error = None, None, exc
             waiting(holder, left, error)
             time.sleep(min(1.0, self.ttl / 6))
@@ -104,44 +110,56 @@ class Lease:
 
     def release(self) -> None:
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(5)
         try:
-            self.client.eval(_RELEASE, 1, self.key, self.owner)
-        except redis.RedisError as exc:
+            self._release()
+        except self.errors as exc:
             log.warning("could not release the lease %s (it expires by itself): %s", self.key, exc)
 
+    def _release(self) -> None:
+        self.client.eval(_RELEASE, 1, self.key, self.owner)
+
     def keep_renewed(self, on_lost: Callable[[str | None], None]) -> None:
-        """Renew every sixth of the TTL in a daemon thread (every second while Redis
+        """Renew every sixth of the TTL in a daemon thread (every second while the store
         fails). on_lost(holder) is called once: when another process holds the lease, or
-        (holder None) when renewing failed until a try could no longer end before half
-        the TTL, so that at least half the TTL is left before self.expires_at."""
+        (holder None) when no renewal succeeded for half the TTL, so that at least half
+        the TTL is left before self.expires_at."""
         interval = self.ttl / 6
+        once = threading.Lock()
 
-        def last_try_at() -> float:
-            # A try started by then ends (timeouts <= T/12 each) by half the TTL.
-            return self.expires_at - self.ttl / 2 - interval
+        def lose(holder: str | None) -> None:
+            if once.acquire(blocking=False):
+                self._stop.set()
+                on_lost(holder)
 
-        def run() -> None:
-            wait = interval
-            while not self._stop.wait(wait):
-                if time.monotonic() >= last_try_at():
+        def watchdog() -> None:
+            while not self._stop.wait(min(0.1, interval)):
+                if time.monotonic() >= self.expires_at - self.ttl / 2:
                     log.error("lease %s not renewed for %.1f s: giving it up", self.key,
                               time.monotonic() - (self.renewed_at or 0.0))
-                    self._stop.set()
-                    on_lost(None)
+                    lose(None)
                     return
+
+        def renewer() -> None:
+            wait = interval
+            while not self._stop.wait(wait):
                 try:
                     if self.renew():
                         wait = interval
                         continue
                     holder = self.holder()
-                except redis.RedisError as exc:
-                    log.warning("lease %s not renewed (Redis): %s", self.key, exc)
-                    wait = max(0.0, min(1.0, last_try_at() - time.monotonic()))
+                except self.errors as exc:
+                    log.warning("lease %s not renewed: %s", self.key, exc)
+                    wait = min(1.0, interval)
                     continue
-                self._stop.set()
-                on_lost(holder)
+                lose(holder)
+                return
 
-        self._thread = threading.Thread(target=run, name=f"lease:{self.key}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=renewer, name=f"lease:{self.key}", daemon=True),
+            threading.Thread(target=watchdog, name=f"lease-watchdog:{self.key}", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()

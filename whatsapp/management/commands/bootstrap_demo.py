@@ -13,6 +13,7 @@ from bots.models import Rule
 from whatsapp.management.commands.create_tenant import webhook_lines
 from whatsapp.models import SessionState, Tenant
 from whatsapp.sessions.admin import session_url
+from whatsapp.sessions.shards import enqueue_lifecycle
 
 DEMO_RULES = [
     ("hours, open, opening", "We are open Sunday to Friday, 8:00-18:00."),
@@ -57,12 +58,10 @@ class Command(BaseCommand):
     def _start_session_once(self, tenant: Tenant) -> None:
         """The demo's WhatsApp Web session is wanted running from the first start (the
         sandbox shows its QR code on the Sessions page); after that staff decide."""
-        from whatsapp.sessions import lifecycle
-
         _state, created = SessionState.objects.get_or_create(tenant=tenant, defaults={"desired": "running"})
         if created:
             try:
                 # Queued now, run by the lifecycle worker once it is up.
-                lifecycle.start.delay(tenant.slug)
+                enqueue_lifecycle("whatsapp.lifecycle.start", tenant)
             except Exception as exc:  # noqa: BLE001 - no broker: the health check starts it later
                 self.stderr.write(f"could not queue the session start ({exc}); the health check will start it")

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from whatsapp.models import Tenant
+from whatsapp.sessions.sidecar_client import SidecarUnavailable, sidecar_for
 
 DEFAULT_FAKE_TWILIO = "http://127.0.0.1:8010"  # scripts/run.sh, FAKE_TWILIO_PORT
 TRANSIENT = (503, 20503)  # Twilio's "service unavailable": retried, then the next provider
@@ -63,11 +64,16 @@ class Command(BaseCommand):
     def _sandbox(self, tenant_slug: str, fail_next: int) -> None:
         if settings.SIDECAR_TRANSPORT != "sandbox":
             raise CommandError("the WhatsApp Web session is real (SIDECAR_TRANSPORT=baileys): no faults to switch")
-        if not Tenant.objects.filter(slug=tenant_slug).exists():
+        tenant = Tenant.objects.filter(slug=tenant_slug).first()
+        if tenant is None:
             raise CommandError(f"no tenant {tenant_slug!r}")
-        post(f"{settings.SIDECAR_URL}/sandbox/{tenant_slug}/behavior", {"failSends": fail_next},
-             f"the sidecar does not answer at {settings.SIDECAR_URL}: is `make run` running?",
-             headers={"Authorization": f"Bearer {settings.SIDECAR_TOKEN}"})
+        try:
+            sidecar = sidecar_for(tenant)
+            response = sidecar.sandbox_behavior(tenant_slug, failSends=fail_next)
+        except (SidecarUnavailable, requests.RequestException) as exc:
+            raise CommandError(f"the tenant's sidecar does not answer ({exc}): is `make run` running?") from exc
+        if response.status_code != 200:
+            raise CommandError(f"{sidecar.base} answered {response.status_code}: {response.text[:200]}")
         if fail_next:
             self.stdout.write(f"sandbox WhatsApp Web ({tenant_slug}): the next {fail_next} sends fail (transient); "
                               "replies fail over to Twilio after the retries")
@@ -75,9 +81,9 @@ class Command(BaseCommand):
             self.stdout.write(f"sandbox WhatsApp Web ({tenant_slug}): no faults")
 
 
-def post(url: str, payload: dict, unreachable: str, headers: dict | None = None) -> None:
+def post(url: str, payload: dict, unreachable: str) -> None:
     try:
-        response = requests.post(url, json=payload, headers=headers or {}, timeout=5)
+        response = requests.post(url, json=payload, timeout=5)
     except requests.RequestException as exc:
         raise CommandError(unreachable) from exc
     if response.status_code != 200:

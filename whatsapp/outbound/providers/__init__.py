@@ -16,7 +16,7 @@ def get_provider(name: str) -> ProviderClient:
         key = (name, settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_API_BASE_URL,
                settings.TWILIO_READ_TIMEOUT, settings.TWILIO_MAX_BODY, settings.PUBLIC_BASE_URL)
     elif name == "baileys":
-        key = (name, settings.SIDECAR_URL, settings.SIDECAR_TOKEN, settings.SIDECAR_CONNECT_TIMEOUT,
+        key = (name, settings.SIDECAR_CONNECT_TIMEOUT,
                settings.SIDECAR_READ_TIMEOUT)
     else:
         raise ValueError(f"unknown provider {name!r}")

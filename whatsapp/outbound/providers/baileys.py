@@ -1,7 +1,11 @@
 """The tenant's own WhatsApp Web session, through the sidecar's HTTP contract
-(DESIGN.md). Short timeouts: a hung sidecar must cost a second, not fifteen."""
+(DESIGN.md). Short timeouts: a hung sidecar must cost a second, not fifteen. The sidecar
+is found at send time from the tenant's shard (whatsapp.sessions.sidecar_client), so a
+send after a takeover or a move goes to the new owner."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import requests
 from django.conf import settings
@@ -19,6 +23,7 @@ from whatsapp.outbound.providers.base import (
 )
 from whatsapp.outbound.providers.http_errors import request_never_left
 from whatsapp.outbound.session_content import media_payload
+from whatsapp.sessions.sidecar_client import SidecarClient, SidecarUnavailable, is_fenced, sidecar_for
 
 MEDIA_UPLOAD_SECONDS = 15.0
 
@@ -28,24 +33,33 @@ class BaileysProvider:
     max_body = 4096
 
     def __init__(self) -> None:
-        self.base = settings.SIDECAR_URL
         self.timeout = (settings.SIDECAR_CONNECT_TIMEOUT, settings.SIDECAR_READ_TIMEOUT)
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {settings.SIDECAR_TOKEN}"
 
-    def _url(self, message, suffix: str) -> str:
-        return f"{self.base}/sessions/{message.tenant.slug}{suffix}"
+    @staticmethod
+    def _sidecar(message) -> SidecarClient:
+        """Nothing was sent when the tenant's shard has no owner: try again later."""
+        try:
+            return sidecar_for(message.tenant)
+        except SidecarUnavailable as exc:
+            raise ProviderError(str(exc), UNAVAILABLE, "sidecar_down") from exc
+
+    @staticmethod
+    def _path(message, suffix: str) -> str:
+        return SidecarClient.session_path(message.tenant.slug, suffix)
 
     def can_send(self, message) -> bool:
         """canSend, not merely "connected". A sidecar that does not answer within a second
         or so cannot send either: the message moves to the next provider at once (nothing
         was sent), and the failure counts against the breaker, which soon skips the check."""
+        sidecar = self._sidecar(message)
         try:
-            response = self.session.get(
-                self._url(message, "/status"), timeout=(self.timeout[0], settings.SIDECAR_STATUS_TIMEOUT)
+            response = sidecar.request(
+                "GET", self._path(message, "/status"), timeout=(self.timeout[0], settings.SIDECAR_STATUS_TIMEOUT)
             )
         except requests.RequestException as exc:
             raise ProviderError(f"sidecar unreachable: {exc}", UNAVAILABLE, "sidecar_down") from exc
+        if is_fenced(response):
+            raise ProviderError("sidecar fenced: its shard changed owner", UNAVAILABLE, "fenced")
         if response.status_code != 200:
             return False
         return bool(response.json().get("canSend"))
@@ -71,8 +85,9 @@ class BaileysProvider:
             # The sidecar shows "typing..." before it sends: the answer comes that much later.
             payload["presence"] = presence
             timeout = (timeout[0], timeout[1] + presence["typingMs"] / 1000)
+        sidecar = self._sidecar(part.message)
         try:
-            response = self.session.post(self._url(part.message, "/messages"), json=payload, timeout=timeout)
+            response = sidecar.request("POST", self._path(part.message, "/messages"), json=payload, timeout=timeout)
         except requests.ConnectionError as exc:
             if request_never_left(exc):  # refused, unresolvable, connect timeout
                 raise ProviderError(f"sidecar unreachable: {exc}", TRANSIENT, "sidecar_down") from exc
@@ -103,7 +118,8 @@ class BaileysProvider:
             # The sidecar took it but the answer has no WhatsApp id: it may have been
             # sent; its record of the key says (lookup).
             raise ProviderError(f"sidecar {response.status_code} without a messageId", AMBIGUOUS, "no_message_id")
-        if response.status_code == 409 and error == "not_ready":
+        if response.status_code == 409 and error in {"not_ready", "fenced"}:
+            # fenced: the shard changed owner since we read its row; nothing was sent.
             raise ProviderError(detail, UNAVAILABLE, error)
         if response.status_code == 400 or (response.status_code == 409 and error == "idempotency_key_conflict"):
             # A key already used for another recipient or text is refused the same way
@@ -113,9 +129,10 @@ class BaileysProvider:
 
     def lookup(self, part: OutgoingPart, since) -> str | None:
         try:
-            response = self.session.get(self._url(part.message, f"/messages/{part.key}"), timeout=self.timeout)
+            sidecar = sidecar_for(part.message.tenant)
+            response = sidecar.request("GET", self._path(part.message, f"/messages/{quote(part.key, safe='')}"))
             body = response.json()
-        except (requests.RequestException, ValueError) as exc:
+        except (requests.RequestException, ValueError, SidecarUnavailable) as exc:
             raise ProviderError(f"sidecar lookup failed: {exc}", AMBIGUOUS, "lookup") from exc
         outcome = body.get("outcome")
         if outcome == "sent":
