@@ -18,6 +18,7 @@ import os
 import platform
 import re
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -28,7 +29,7 @@ from pathlib import Path
 import psutil
 
 from scripts.bench.load import combine, run_load
-from scripts.bench.stack import ROOT, Stack, percentile, signed_twilio_form, wait_until
+from scripts.bench.stack import PY, ROOT, Stack, percentile, signed_twilio_form, wait_until
 
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 
@@ -87,9 +88,11 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
     done = seen_at(lambda: len(stack.twilio_messages()) >= count, 300, "every reply at Twilio")
     pipeline_rate = count / (done - started)
 
-    from scripts.bench.chain_tasks import run_chains
-
-    chain_seconds = run_chains(stack.env["REDIS_URL"], count)
+    # In a process of its own: Celery keeps its broker pool (this run's Redis port) for
+    # the life of a process, and --repeat starts a new stack each time.
+    code = f"from scripts.bench.chain_tasks import run_chains; print(run_chains({stack.env['REDIS_URL']!r}, {count}))"
+    chain_seconds = float(subprocess.run([PY, "-c", code], cwd=ROOT, env=stack.env, check=True, capture_output=True,
+                                         text=True).stdout.split()[-1])
     chain_rate = count / chain_seconds
     result = {"count": count, "pipeline_per_s": pipeline_rate, "chain_per_s": chain_rate,
               "ratio": pipeline_rate / chain_rate}
