@@ -51,6 +51,8 @@ def post_webhooks(stack: Stack, count: int, phone_prefix: str = "+1666", body: s
 
 # Issue 16: the ratios measured in one run, on the same machine.
 TARGETS = {"webhook": 0.30, "webhook_p99_ms": 20.0, "pipeline": 0.35}
+# How the stack runs (command-line options), to measure one choice against another.
+OPTIONS = {"web_threads": 1, "web_config": False, "send_pool": "prefork", "send_concurrency": 2}
 QUICK = {"webhook": {"seconds": 4, "rounds": 4}, "pipeline": {"count": 100}}
 
 
@@ -58,7 +60,7 @@ def bench_webhook(stack: Stack, seconds: float = 10, connections: int = 4, round
     """`seconds` of each load, taken in `rounds` alternating slices (webhook, trivial,
     webhook, ...): on a shared machine the other jobs' load then weighs on both alike, and
     the ratio is what carries over."""
-    stack.start_web(workers=2)
+    start_web(stack)
     webhooks, trivials = [], []
     for _ in range(rounds):
         webhooks.append(run_load(stack.web_port, "/webhooks/twilio/bench/", "webhook", seconds / rounds, connections))
@@ -80,13 +82,17 @@ def verdict(met: bool) -> str:
 
 def bench_pipeline(stack: Stack, count: int = 300) -> dict:
     stack.start_fake_twilio()
-    stack.start_web(workers=2)
+    start_web(stack)
     stack.start_worker("ai", "ai,default", 2, "-I", "scripts.bench.chain_tasks")
-    stack.start_worker("send", "send", 2, "-I", "scripts.bench.chain_tasks")
+    stack.start_worker("send", "send", OPTIONS["send_concurrency"], "-I", "scripts.bench.chain_tasks",
+                       *(["-P", "threads"] if OPTIONS["send_pool"] == "threads" else []))
     time.sleep(2)
+    before = db_counters(stack)
     started = post_webhooks(stack, count)
+    posted = time.time()
     done = seen_at(lambda: len(stack.twilio_messages()) >= count, 300, "every reply at Twilio")
     pipeline_rate = count / (done - started)
+    writes = per_message(before, db_counters(stack), count)
 
     # In a process of its own: Celery keeps its broker pool (this run's Redis port) for
     # the life of a process, and --repeat starts a new stack each time.
@@ -95,11 +101,40 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
                                          text=True).stdout.split()[-1])
     chain_rate = count / chain_seconds
     result = {"count": count, "pipeline_per_s": pipeline_rate, "chain_per_s": chain_rate,
-              "ratio": pipeline_rate / chain_rate}
-    print(f"pipeline: {count} messages webhook -> accepted by Twilio at {pipeline_rate:.1f} msg/s")
+              "ratio": pipeline_rate / chain_rate, "writes": writes}
+    print(f"pipeline: {count} messages webhook -> accepted by Twilio at {pipeline_rate:.1f} msg/s "
+          f"(webhooks posted one after another in {posted - started:.1f} s, last reply {done - posted:.1f} s later)")
+    if writes:
+        print("per message, in PostgreSQL: " + ", ".join(f"{v:.1f} {k}" for k, v in writes.items()))
     print(f"bare two-task chain: {chain_rate:.1f} chains/s; ratio pipeline/chain: {result['ratio']:.2f} "
           f"(target >= {TARGETS['pipeline']:.2f}: {verdict(result['ratio'] >= TARGETS['pipeline'])})")
     return result
+
+
+def db_counters(stack: Stack) -> dict | None:
+    """This database's transaction and row counters (pg_stat_database). PostgreSQL counts
+    every statement run outside a transaction as a transaction of its own; a backend
+    reports its counts when idle, at most once a second, so the caller waits that out."""
+    if not stack.postgres:
+        return None
+    import psycopg
+
+    time.sleep(1.5)
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
+                           "WHERE datname = %s", (stack.db_name,)).fetchone()
+    return dict(zip(["transactions", "rows inserted", "rows updated", "rows deleted"], row, strict=True))
+
+
+def per_message(before: dict | None, after: dict | None, count: int) -> dict:
+    if not before or not after:
+        return {}
+    return {k: (after[k] - before[k]) / count for k in before}
+
+
+def start_web(stack: Stack) -> None:
+    stack.start_web(workers=2, threads=OPTIONS["web_threads"], config=OPTIONS["web_config"])
 
 
 def seen_at(predicate, timeout: float, what: str) -> float:
@@ -214,7 +249,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="webhook and pipeline with small counts, ratios vs targets, nothing recorded")
     parser.add_argument("--repeat", type=int, default=1, help="run N times and print the spread of the ratios")
+    parser.add_argument("--web-threads", type=int, default=1, help="gunicorn --threads (more than 1: gthread workers)")
+    parser.add_argument("--web-config", action="store_true",
+                        help="gunicorn with the Procfile's -c python:project.gunicorn (access log) and LOG_LEVEL=INFO")
+    parser.add_argument("--send-pool", choices=["prefork", "threads"], default="prefork")
+    parser.add_argument("--send-concurrency", type=int, default=2)
     args = parser.parse_args()
+    OPTIONS.update(web_threads=args.web_threads, web_config=args.web_config, send_pool=args.send_pool,
+                   send_concurrency=args.send_concurrency)
+    if OPTIONS != {"web_threads": 1, "web_config": False, "send_pool": "prefork", "send_concurrency": 2}:
+        print(f"options: {OPTIONS}")
     if args.which is None:
         args.which = "quick" if args.quick else "all"
     if args.which == "all":
