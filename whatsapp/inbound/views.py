@@ -33,6 +33,8 @@ MEDIA_TYPES = {"image", "audio", "video", "sticker", "location", "document", "co
 # E.164: at most 15 ASCII digits (normalize_phone keeps any Unicode digit; Contact.phone
 # holds 20 characters).
 PHONE = re.compile(r"\+[0-9]{7,15}")
+# The empty TwiML answer is always the same text: built once (1% of a webhook's profile).
+EMPTY_TWIML = str(MessagingResponse())
 
 
 class WebhookError(Exception):
@@ -153,7 +155,7 @@ class TwilioInbound(TwilioWebhook):
                 raise
             accept_inbound(dataclasses.replace(inbound, tenant=fresh))
         # An empty TwiML response: the answer comes later, through the API.
-        return HttpResponse(str(MessagingResponse()), content_type="text/xml")
+        return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 
 
 def twilio_media(data: dict, num_media: int) -> list[tuple[str, str]]:
