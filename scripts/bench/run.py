@@ -323,14 +323,17 @@ def format_result(name: str, r: dict) -> str:
         return ("| endpoint | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|\n"
                 f"| signed Twilio webhook (stores, enqueues) | {w['rps']:.0f} | {w['p50_ms']:.1f} | {w['p99_ms']:.1f} | {w['errors']} |\n"
                 f"| trivial view (/healthz) | {t['rps']:.0f} | {t['p50_ms']:.1f} | {t['p99_ms']:.1f} | {t['errors']} |\n"
-                f"\nRatio webhook/trivial: **{r['ratio']:.2f}** (gunicorn, 2 sync workers; 4 keep-alive "
-                "connections from a load generator in separate processes, 10 s of each load in 5 alternating slices).\n")
+                f"\nRatio webhook/trivial: **{r['ratio']:.2f}** (target {TARGETS['webhook']:.2f}, p99 at most "
+                f"{TARGETS['webhook_p99_ms']:.0f} ms; gunicorn, 2 sync workers, which close "
+                "each connection; 4 connections from a load generator in separate processes, each reconnecting, 10 s of each load in 5 alternating slices).\n")
     if name == "pipeline":
         return (f"{r['count']} signed webhooks posted back to back; rules engine; fake Twilio; "
-                "workers ai (2) and send (2).\n\n"
+                f"workers ai (2) and send ({OPTIONS['send_concurrency']}, {OPTIONS['send_pool']}).\n\n"
                 f"| what | per second |\n|---|---|\n| webhook -> reply accepted by Twilio | {r['pipeline_per_s']:.1f} |\n"
                 f"| bare two-task Celery chain (same broker, workers) | {r['chain_per_s']:.1f} |\n"
-                f"\nRatio pipeline/chain: **{r['ratio']:.2f}**.\n")
+                f"\nRatio pipeline/chain: **{r['ratio']:.2f}** (target {TARGETS['pipeline']:.2f}).\n"
+                + ("\nPer message, in PostgreSQL (pg_stat_database; a statement outside a transaction counts as "
+                   "one): " + ", ".join(f"{v:.1f} {k}" for k, v in r["writes"].items()) + ".\n" if r.get("writes") else ""))
     if name == "failover":
         rows = "\n".join(f"| {i + 1} | {t:.2f} |" for i, t in enumerate(r["timings"]))
         return ("Tenant with Baileys first and Twilio second; the sidecar address accepts connections and "
