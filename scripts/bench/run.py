@@ -52,7 +52,7 @@ def post_webhooks(stack: Stack, count: int, phone_prefix: str = "+1666", body: s
 # Issue 16: the ratios measured in one run, on the same machine.
 TARGETS = {"webhook": 0.30, "webhook_p99_ms": 20.0, "pipeline": 0.35}
 # How the stack runs (command-line options), to measure one choice against another.
-OPTIONS = {"web_threads": 1, "web_config": False, "send_pool": "prefork", "send_concurrency": 2}
+OPTIONS = {"web_threads": 1, "web_config": False, "send_pool": "prefork", "send_concurrency": 2, "send_prefetch": 0}
 QUICK = {"webhook": {"seconds": 4, "rounds": 4}, "pipeline": {"count": 100}}
 
 
@@ -85,7 +85,8 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
     start_web(stack)
     stack.start_worker("ai", "ai,default", 2, "-I", "scripts.bench.chain_tasks")
     stack.start_worker("send", "send", OPTIONS["send_concurrency"], "-I", "scripts.bench.chain_tasks",
-                       *(["-P", "threads"] if OPTIONS["send_pool"] == "threads" else []))
+                       *(["-P", "threads"] if OPTIONS["send_pool"] == "threads" else []),
+                       *(["--prefetch-multiplier", str(OPTIONS["send_prefetch"])] if OPTIONS["send_prefetch"] else []))
     time.sleep(2)
     before = db_counters(stack)
     started = post_webhooks(stack, count)
@@ -254,10 +255,13 @@ def main() -> None:
                         help="gunicorn with the Procfile's -c python:project.gunicorn (access log) and LOG_LEVEL=INFO")
     parser.add_argument("--send-pool", choices=["prefork", "threads"], default="prefork")
     parser.add_argument("--send-concurrency", type=int, default=2)
+    parser.add_argument("--send-prefetch", type=int, default=0,
+                        help="the send worker's --prefetch-multiplier (0: celeryconfig's, 1)")
     args = parser.parse_args()
+    defaults = dict(OPTIONS)
     OPTIONS.update(web_threads=args.web_threads, web_config=args.web_config, send_pool=args.send_pool,
-                   send_concurrency=args.send_concurrency)
-    if OPTIONS != {"web_threads": 1, "web_config": False, "send_pool": "prefork", "send_concurrency": 2}:
+                   send_concurrency=args.send_concurrency, send_prefetch=args.send_prefetch)
+    if OPTIONS != defaults:
         print(f"options: {OPTIONS}")
     if args.which is None:
         args.which = "quick" if args.quick else "all"
