@@ -52,14 +52,15 @@ def post_webhooks(stack: Stack, count: int, phone_prefix: str = "+1666", body: s
 # Issue 16: the ratios measured in one run, on the same machine.
 TARGETS = {"webhook": 0.30, "webhook_p99_ms": 20.0, "pipeline": 0.35}
 # How the stack runs (command-line options), to measure one choice against another.
-OPTIONS = {"web_workers": 2, "web_threads": 1, "web_config": False, "send_pool": "prefork", "send_concurrency": 2, "send_prefetch": 0}
+OPTIONS = {"connections": 4, "web_workers": 2, "web_threads": 1, "web_config": False, "send_pool": "prefork", "send_concurrency": 2, "send_prefetch": 0}
 QUICK = {"webhook": {"seconds": 4, "rounds": 4}, "pipeline": {"count": 100}}
 
 
-def bench_webhook(stack: Stack, seconds: float = 10, connections: int = 4, rounds: int = 5) -> dict:
+def bench_webhook(stack: Stack, seconds: float = 10, connections: int = 0, rounds: int = 5) -> dict:
     """`seconds` of each load, taken in `rounds` alternating slices (webhook, trivial,
     webhook, ...): on a shared machine the other jobs' load then weighs on both alike, and
     the ratio is what carries over."""
+    connections = connections or OPTIONS["connections"]
     start_web(stack)
     webhooks, trivials = [], []
     for _ in range(rounds):
@@ -250,6 +251,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="webhook and pipeline with small counts, ratios vs targets, nothing recorded")
     parser.add_argument("--repeat", type=int, default=1, help="run N times and print the spread of the ratios")
+    parser.add_argument("--connections", type=int, default=4, help="the webhook benchmark's load: connections")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn --workers")
     parser.add_argument("--web-threads", type=int, default=1, help="gunicorn --threads (more than 1: gthread workers)")
     parser.add_argument("--web-config", action="store_true",
@@ -260,7 +262,7 @@ def main() -> None:
                         help="the send worker's --prefetch-multiplier (0: celeryconfig's, 1)")
     args = parser.parse_args()
     defaults = dict(OPTIONS)
-    OPTIONS.update(web_workers=args.web_workers, web_threads=args.web_threads, web_config=args.web_config, send_pool=args.send_pool,
+    OPTIONS.update(connections=args.connections, web_workers=args.web_workers, web_threads=args.web_threads, web_config=args.web_config, send_pool=args.send_pool,
                    send_concurrency=args.send_concurrency, send_prefetch=args.send_prefetch)
     if OPTIONS != defaults:
         print(f"options: {OPTIONS}")
@@ -330,7 +332,7 @@ def format_result(name: str, r: dict) -> str:
                 f"| trivial view (/healthz) | {t['rps']:.0f} | {t['p50_ms']:.1f} | {t['p99_ms']:.1f} | {t['errors']} |\n"
                 f"\nRatio webhook/trivial: **{r['ratio']:.2f}** (target {TARGETS['webhook']:.2f}, p99 at most "
                 f"{TARGETS['webhook_p99_ms']:.0f} ms; gunicorn, {OPTIONS['web_workers']} sync workers, which close "
-                "each connection; 4 connections from a load generator in separate processes, each reconnecting, 10 s of each load in 5 alternating slices).\n")
+                f"each connection; {OPTIONS['connections']} connections from a load generator in separate processes, each reconnecting, 10 s of each load in 5 alternating slices).\n")
     if name == "pipeline":
         return (f"{r['count']} signed webhooks posted back to back; rules engine; fake Twilio; "
                 f"workers ai (2) and send ({OPTIONS['send_concurrency']}, {OPTIONS['send_pool']}).\n\n"
