@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SIDECAR := whatsapp/sidecar
 
-.PHONY: run test test-unit venv sidecar-deps lint migrate bench soak clean units
+.PHONY: run test test-unit venv sidecar-deps lint migrate bench bench-quick soak clean units
 
 venv: $(VENV)/.installed
 
@@ -36,6 +36,10 @@ test-unit: venv
 ## Benchmarks: print the numbers and record them in docs/PERFORMANCE.md (several minutes).
 bench: venv sidecar-deps
 	$(BIN)/python -m scripts.bench.run all
+
+## The webhook and pipeline ratios against their targets in under a minute (records nothing).
+bench-quick: venv sidecar-deps
+	$(BIN)/python -m scripts.bench.run --quick
 
 ## The chaos soak: bounded in time; prints answered once / dead-lettered / lost / twice.
 soak: venv sidecar-deps

@@ -90,9 +90,13 @@ task_time_limit = 150
 # Keep Django's LOGGING (structured lines with tenant and correlation id, masked numbers).
 worker_hijack_root_logger = False
 
-# Events for Flower.
+# Events for Flower: the workers' (received, started, succeeded, failed, retried).
 worker_send_task_events = True
-task_send_sent_event = True
+# Not the publisher's "task-sent": it is a second Redis round trip (a PUBLISH after the
+# LPUSH) in every publish, half of what the webhook's enqueue cost (issue 16,
+# scripts/bench/publish.py). Flower shows a task from "received" on; a task still waiting
+# is counted in the queue lengths (Flower's Broker page, /api/queues/length).
+task_send_sent_event = False
 
 task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
 

@@ -91,6 +91,9 @@ if TRUST_PROXY_HEADERS:
 
 # Webhook bodies larger than this are refused with 413 before parsing.
 WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=64 * 1024)
+# Twilio's webhooks read their tenant from a per-process cache this long (a save in the
+# same process drops it at once; whatsapp.inbound.tenants). 0: read the row every time.
+WEBHOOK_TENANT_CACHE_SECONDS = env.float("WEBHOOK_TENANT_CACHE_SECONDS", default=5.0)
 # WhatsApp allows a text of 65,536 characters; the sidecar's JSON of one can take up to
 # 6 bytes a character (a control character escaped as \uXXXX), so its webhook has its own,
 # larger limit. Twilio's stays at WEBHOOK_MAX_BYTES (its bodies are at most 1,600 characters).

@@ -65,4 +65,23 @@ def run_load(port: int, path: str, kind: str, seconds: float, connections: int) 
         "rps": len(latencies) / min(wall, seconds + 0.5),
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
+        "latencies": latencies,
+        "seconds": min(wall, seconds + 0.5),
+    }
+
+
+def combine(runs: list[dict]) -> dict:
+    """Several slices of the same load as one: requests over the summed time, percentiles
+    of all latencies together."""
+    from scripts.bench.stack import percentile
+
+    latencies = [lat for run in runs for lat in run["latencies"]]
+    seconds = sum(run["seconds"] for run in runs)
+    return {
+        "requests": len(latencies),
+        "errors": sum(run["errors"] for run in runs),
+        "rps": len(latencies) / seconds,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "seconds": seconds,
     }

@@ -134,9 +134,12 @@ class Stack:
                                    "--auth-token", TWILIO_TOKEN, "--account-sid", ACCOUNT_SID])
         wait_until(lambda: self.twilio_messages() is not None, 10, "fake twilio")
 
-    def start_web(self, workers: int = 2, threads: int = 1) -> None:
+    def start_web(self, workers: int = 2, threads: int = 1, config: bool = False) -> None:
+        """gunicorn; config=True: with the Procfile's config (its access log, one line a
+        request) and the application's INFO lines, as production logs."""
+        extra, env = (["-c", "python:project.gunicorn"], {"LOG_LEVEL": "INFO"}) if config else (["--log-level", "warning"], {})
         self.spawn("web", [PY, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{self.web_port}",
-                           "--workers", str(workers), "--threads", str(threads), "--log-level", "warning"])
+                           "--workers", str(workers), "--threads", str(threads), *extra], **env)
         wait_until(lambda: self.get("/healthz") == 200, 20, "gunicorn")
 
     def start_worker(self, name: str, queues: str, concurrency: int, *extra: str, **env) -> subprocess.Popen:

@@ -3,16 +3,18 @@ handing it to the bot after the transaction commits."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from bots.dispatch import schedule_reply
 from project.logging import log_context
 from whatsapp import metrics, pipeline
+from whatsapp.inbound import one_statement
 from whatsapp.media.tasks import record_media
 from whatsapp.models import Contact, Direction, Message, Provider, Status, Tenant
 from whatsapp.text import mask
@@ -38,6 +40,8 @@ class Inbound:
 def accept_inbound(inbound: Inbound, _again: bool = True) -> tuple[Message, bool]:
     """Store the message; return (message, created). A re-delivered webhook finds the
     stored message and enqueues nothing."""
+    if inbound.provider == Provider.TWILIO and connection.vendor == "postgresql":
+        return _accept_in_one_statement(inbound)
     existing = Message.objects.filter(
         provider=inbound.provider, provider_message_id=inbound.provider_message_id
     ).first()
@@ -71,6 +75,32 @@ def accept_inbound(inbound: Inbound, _again: bool = True) -> tuple[Message, bool
         if existing is None:
             raise
         return _duplicate(existing, inbound.provider)
+    return _accepted(message, inbound)
+
+
+def _accept_in_one_statement(inbound: Inbound) -> tuple[Message, bool]:
+    """PostgreSQL, Twilio (a contact known by phone only): one statement stores it
+    (whatsapp.inbound.one_statement); a message with media is stored with its media rows
+    in one transaction."""
+    now = timezone.now()
+    contact = Contact(tenant=inbound.tenant, phone=inbound.phone, name=inbound.name, last_twilio_inbound_at=now)
+    message = Message(
+        tenant=inbound.tenant, direction=Direction.INBOUND, provider=inbound.provider,
+        provider_message_id=inbound.provider_message_id, body=inbound.body, media_type=inbound.media_type,
+        status=Status.RECEIVED, created_at=now,
+    )
+    with transaction.atomic() if inbound.media else contextlib.nullcontext():
+        if not one_statement.store(contact, message):
+            existing = Message.objects.get(provider=inbound.provider, provider_message_id=inbound.provider_message_id)
+            return _duplicate(existing, inbound.provider)
+        if inbound.media:
+            record_media(message, inbound.media)
+        # Outside a transaction (no media) this runs at once: the statement has committed.
+        transaction.on_commit(lambda: _hand_to_bot(message, fetch_first=bool(inbound.media)))
+    return _accepted(message, inbound)
+
+
+def _accepted(message: Message, inbound: Inbound) -> tuple[Message, bool]:
     metrics.INBOUND.labels(provider=inbound.provider).inc()
     with log_context(tenant=inbound.tenant.slug, message_id=message.pk, correlation_id=str(message.correlation_id)):
         log.info(

@@ -3,12 +3,14 @@ then store and answer. No provider or AI work here; the reply is enqueued after 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
 import time
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.http import HttpResponse
 from rest_framework import status
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
@@ -21,6 +23,7 @@ from whatsapp import metrics
 from whatsapp.inbound.receipts import apply_receipt, find_outbound
 from whatsapp.inbound.signatures import sidecar_signature_problem, twilio_signature_valid
 from whatsapp.inbound.store import Inbound, accept_inbound
+from whatsapp.inbound.tenants import cached_tenant, uncached_tenant
 from whatsapp.media.sidecar_source import sidecar_attachments
 from whatsapp.models import Provider, Tenant
 from whatsapp.text import normalize_phone
@@ -31,6 +34,8 @@ MEDIA_TYPES = {"image", "audio", "video", "sticker", "location", "document", "co
 # E.164: at most 15 ASCII digits (normalize_phone keeps any Unicode digit; Contact.phone
 # holds 20 characters).
 PHONE = re.compile(r"\+[0-9]{7,15}")
+# The empty TwiML answer is always the same text: built once (1% of a webhook's profile).
+EMPTY_TWIML = str(MessagingResponse())
 
 
 class WebhookError(Exception):
@@ -69,12 +74,15 @@ class Webhook(APIView):
         if not (length.isascii() and length.isdigit()) or int(length) > self.max_bytes:
             raise WebhookError(413, "too_large", f"body larger than {self.max_bytes} bytes")
         # PostgreSQL refuses a NUL in a query parameter (a "%00" in the URL).
-        tenant = Tenant.objects.filter(slug=slug).first() if "\x00" not in slug else None
+        tenant = self.find_tenant(slug) if "\x00" not in slug else None
         if tenant is None:
             raise WebhookError(404, "unknown_tenant", f"no tenant {slug!r}")
         if (request.content_type or "").split(";")[0].strip().lower() != self.content_type:
             raise WebhookError(415, "unsupported_media_type", f"expected {self.content_type}")
         return self.handle(request, tenant)
+
+    def find_tenant(self, slug: str) -> Tenant | None:
+        return Tenant.objects.filter(slug=slug).first()
 
     def handle(self, request, tenant: Tenant):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -84,6 +92,12 @@ class TwilioWebhook(Webhook):
     provider = Provider.TWILIO
     content_type = "application/x-www-form-urlencoded"
     parser_classes = [FormParser]
+
+    def find_tenant(self, slug: str) -> Tenant | None:
+        # Cached for a few seconds (whatsapp.inbound.tenants): Twilio's webhooks are the
+        # traffic. The sidecar's read the row each time: its refused-message handling
+        # (a renamed tenant is a 404 it keeps for staff) must see a rename at once.
+        return cached_tenant(slug)
 
     def form(self, request):
         try:
@@ -120,20 +134,29 @@ class TwilioInbound(TwilioWebhook):
             media_type = "location"
         if media_type == "text" and not body.strip():
             raise WebhookError(400, "missing_fields", "missing: Body")
-        accept_inbound(
-            Inbound(
-                tenant=tenant,
-                provider=Provider.TWILIO,
-                provider_message_id=data["MessageSid"],
-                phone=phone,
-                body=body[:4096],
-                media_type=media_type,
-                name=(data.get("ProfileName") or "")[:200],
-                media=twilio_media(data, num_media),
-            )
+        inbound = Inbound(
+            tenant=tenant,
+            provider=Provider.TWILIO,
+            provider_message_id=data["MessageSid"],
+            phone=phone,
+            body=body[:4096],
+            media_type=media_type,
+            name=(data.get("ProfileName") or "")[:200],
+            media=twilio_media(data, num_media),
         )
+        try:
+            accept_inbound(inbound)
+        except IntegrityError:
+            # The cached tenant was deleted meanwhile (its id fails the foreign key): read
+            # it again; gone for good is a 404, as for any unknown tenant.
+            fresh = uncached_tenant(self.kwargs["tenant"])
+            if fresh is None:
+                raise WebhookError(404, "unknown_tenant", f"no tenant {self.kwargs['tenant']!r}") from None
+            if fresh.pk == tenant.pk:
+                raise
+            accept_inbound(dataclasses.replace(inbound, tenant=fresh))
         # An empty TwiML response: the answer comes later, through the API.
-        return HttpResponse(str(MessagingResponse()), content_type="text/xml")
+        return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 
 
 def twilio_media(data: dict, num_media: int) -> list[tuple[str, str]]:
