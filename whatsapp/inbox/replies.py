@@ -17,7 +17,7 @@ from whatsapp.inbox import state
 from whatsapp.inbox.models import PauseReason, ReplyTemplate
 from whatsapp.media.outbound import MediaRefused, Upload, attach, check_upload
 from whatsapp.models import Contact, Direction, Message, Provider, Status
-from whatsapp.outbound.delivery import TWILIO_WINDOW
+from whatsapp.outbound.providers.twilio import TWILIO_WINDOW
 
 log = logging.getLogger("whatsapp.inbox")
 

@@ -57,8 +57,6 @@ from whatsapp.outbound.templates import template_sid_for, template_variables_for
 
 log = logging.getLogger("whatsapp.delivery")
 
-TWILIO_WINDOW = timedelta(hours=24)
-WINDOW_CLOSED_CODE = "63016"
 
 
 @dataclass
@@ -195,8 +193,10 @@ def _try_provider(message: Message, provider, parts: list[str], history: rules.H
     if rules.retries_left(history) <= 0:
         return rules.Failure(TRANSIENT, f"{provider.name}: retries exhausted")
 
-    template = _twilio_template_needed(message) if provider.name == Provider.TWILIO else None
-    if template == "missing":
+    # Twilio's 24-hour window: outside it only an approved template may go out (the
+    # provider knows its rule: None, a ContentSid, or "" when the tenant has none).
+    template = provider.template_for(message)
+    if template == "":
         return rules.Failure(PERMANENT, "24-hour window closed and no template configured", rules.CODE_NO_TEMPLATE)
 
     while message.parts_sent < len(parts):
@@ -243,9 +243,9 @@ def _try_provider(message: Message, provider, parts: list[str], history: rules.H
                 # Certainly not sent: an ordinary transient failure.
             if exc.permanent:
                 note_permanent_refusal(message, exc.code)  # 21610: the customer opted out
-                if exc.code == WINDOW_CLOSED_CODE and provider.name == Provider.TWILIO and not template:
-                    if template_sid_for(message):
-                        template = template_sid_for(message)
+                if provider.wants_template(exc) and not template:
+                    template = template_sid_for(message)  # the window closed since we looked
+                    if template:
                         continue
                     return rules.Failure(PERMANENT, str(exc), rules.CODE_NO_TEMPLATE)
                 return rules.Failure(PERMANENT, str(exc), exc.code)
@@ -264,14 +264,6 @@ def _checked_send(provider, part: OutgoingPart) -> str:
     if not provider.can_send(part.message):
         raise ProviderError(f"{provider.name} cannot send now", kind=UNAVAILABLE, code="not_ready")
     return provider.send(part)
-
-
-def _twilio_template_needed(message: Message) -> str | None:
-    """None: free-form text is allowed. Otherwise the ContentSid to send, or "missing"."""
-    last_inbound = message.contact.last_twilio_inbound_at
-    if last_inbound and timezone.now() - last_inbound < TWILIO_WINDOW:
-        return None
-    return template_sid_for(message) or "missing"
 
 
 def _part_accepted(message: Message, provider: str, provider_id: str, template: str | None) -> None:

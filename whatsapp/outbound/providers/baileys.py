@@ -36,6 +36,14 @@ class BaileysProvider:
         self.timeout = (settings.SIDECAR_CONNECT_TIMEOUT, settings.SIDECAR_READ_TIMEOUT)
 
     @staticmethod
+    def template_for(message) -> None:
+        return None  # the business's own number writes freely: no window, no templates
+
+    @staticmethod
+    def wants_template(error: ProviderError) -> bool:
+        return False
+
+    @staticmethod
     def _sidecar(message) -> SidecarClient:
         """Nothing was sent when the tenant's shard has no owner: try again later."""
         try:

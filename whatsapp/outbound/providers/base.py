@@ -68,6 +68,13 @@ class ProviderClient(Protocol):
     def can_send(self, message: Message) -> bool:
         """False when the provider cannot take this message now (session down); no retry."""
 
+    def template_for(self, message: Message) -> str | None:
+        """None when free text may go out now; else the template (ContentSid) the message
+        must go out as instead, "" when it needs one and there is none (Twilio's window)."""
+
+    def wants_template(self, error: ProviderError) -> bool:
+        """Whether this refusal means "only a template now" (Twilio's 63016)."""
+
     def send(self, part: OutgoingPart) -> str:
         """Send one part; return the provider's message id or raise ProviderError."""
 

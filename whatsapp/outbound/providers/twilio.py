@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import requests
 from django.conf import settings
+from django.utils import timezone
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -15,6 +16,7 @@ from twilio.rest import Client
 from whatsapp.media.signed import signed_url
 from whatsapp.outbound.providers.base import AMBIGUOUS, PERMANENT, TRANSIENT, OutgoingPart, ProviderError
 from whatsapp.outbound.providers.http_errors import request_never_left
+from whatsapp.outbound.templates import template_sid_for
 
 # Twilio error codes that will fail the same way every time.
 PERMANENT_CODES = {
@@ -45,6 +47,9 @@ ERROR_MEANINGS = {
     "63049": "Meta chose not to deliver this marketing message",
 }
 WINDOW_CLOSED = "63016"
+# WhatsApp's customer service window: free-form messages only within 24 hours of the
+# customer's last message; after it only approved templates (error 63016).
+TWILIO_WINDOW = timedelta(hours=24)
 
 
 def classify(exc: Exception) -> ProviderError:
@@ -87,6 +92,19 @@ class TwilioProvider:
     def can_send(self, message) -> bool:
         # A contact WhatsApp showed us only by its LID has no number Twilio could reach.
         return bool(message.tenant.twilio_number and message.contact.phone)
+
+    def template_for(self, message) -> str | None:
+        """None inside the 24-hour window (free text may go out); outside it the template
+        to send instead, "" when the tenant has none."""
+        last_inbound = message.contact.last_twilio_inbound_at
+        if last_inbound and timezone.now() - last_inbound < TWILIO_WINDOW:
+            return None
+        return template_sid_for(message)
+
+    @staticmethod
+    def wants_template(error: ProviderError) -> bool:
+        """Twilio refused free text because the window closed meanwhile (63016)."""
+        return error.code == WINDOW_CLOSED
 
     def send(self, part: OutgoingPart) -> str:
         kwargs = {
