@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
+from tests.support.baileys import HOURS_ANSWER
 from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.database import database_url
 from tests.support.ports import free_port
@@ -149,7 +150,7 @@ def baileys_tenant(tenant):
 
     tenant.baileys_enabled = True
     tenant.save()
-    Rule.objects.create(tenant=tenant, pattern="hours, open", answer="We are open 8-18, Sunday to Friday.")
+    Rule.objects.create(tenant=tenant, pattern="hours, open", answer=HOURS_ANSWER)
     return tenant
 
 

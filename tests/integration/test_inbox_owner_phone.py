@@ -11,30 +11,14 @@ import time
 
 import pytest
 
-from bots.models import Rule
+from tests.support.baileys import HOURS_ANSWER, connect
 from tests.support.waiting import wait_for
 from whatsapp.inbox.models import Conversation, ConversationEvent, PauseReason
-from whatsapp.models import Contact, Direction, Message, SessionState, Status
-from whatsapp.sessions import lifecycle
+from whatsapp.models import Contact, Direction, Message, Status
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 CUSTOMER = "15551234567"
-HOURS = "We are open 8-18, Sunday to Friday."
-
-
-@pytest.fixture
-def baileys_tenant(tenant):
-    tenant.baileys_enabled = True
-    tenant.save()
-    Rule.objects.create(tenant=tenant, pattern="hours, open", answer=HOURS)
-    return tenant
-
-
-def connect(tenant_slug: str) -> None:
-    lifecycle.start.delay(tenant_slug)
-    wait_for(lambda: SessionState.objects.filter(tenant__slug=tenant_slug, status="connected", can_send=True).first(),
-             20, message="the session to be connected")
 
 
 def owner_types_on_the_phone(sandbox, text: str, to: str = CUSTOMER) -> str:
@@ -60,7 +44,7 @@ def test_the_owner_typing_on_the_phone_pauses_the_bot_and_the_customer_next_mess
     connect("acme")
 
     customer_writes(sandbox, "What are your opening hours?")
-    wait_for(lambda: bot_answers(sandbox) == [HOURS], 20, message="the bot's answer on the customer's phone")
+    wait_for(lambda: bot_answers(sandbox) == [HOURS_ANSWER], 20, message="the bot's answer on the customer's phone")
 
     message_id = owner_types_on_the_phone(sandbox, "Hi Dana, Maria here, I'll take it from here")
 
@@ -84,7 +68,7 @@ def test_the_owner_typing_on_the_phone_pauses_the_bot_and_the_customer_next_mess
         20, message="the customer's next message held for the owner",
     )
     time.sleep(2)  # long enough for an ai + send worker round trip
-    assert bot_answers(sandbox) == [HOURS], "no bot reply while the owner talks"
+    assert bot_answers(sandbox) == [HOURS_ANSWER], "no bot reply while the owner talks"
     waiting.refresh_from_db()
     assert waiting.status == Status.WAITING
 
@@ -101,7 +85,7 @@ def test_the_bot_own_sends_echoed_back_by_whatsapp_never_pause_it(
         wait_for(lambda n=n: len(bot_answers(sandbox)) == n, 20, message=f"bot answer {n}")
     time.sleep(2)  # the echoes went through the sidecar; any owner webhook would have landed
 
-    assert bot_answers(sandbox) == [HOURS] * 3
+    assert bot_answers(sandbox) == [HOURS_ANSWER] * 3
     assert not Conversation.objects.filter(bot_paused=True).exists()
     assert not Message.objects.filter(engine="phone").exists()
     assert not ConversationEvent.objects.exists()

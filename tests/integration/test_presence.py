@@ -9,28 +9,11 @@ from datetime import datetime
 
 import pytest
 
-from bots.models import Rule
+from tests.support.baileys import HOURS_ANSWER, connect
 from tests.support.waiting import wait_for
-from whatsapp.models import Message, SessionState
-from whatsapp.sessions import lifecycle
+from whatsapp.models import Message
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-ANSWER = "We are open 8-18, Sunday to Friday."
-
-
-@pytest.fixture
-def baileys_tenant(tenant):
-    tenant.baileys_enabled = True
-    tenant.save()
-    Rule.objects.create(tenant=tenant, pattern="hours, open", answer=ANSWER)
-    return tenant
-
-
-def connect(tenant_slug: str) -> None:
-    lifecycle.start.delay(tenant_slug)
-    wait_for(lambda: SessionState.objects.filter(tenant__slug=tenant_slug, status="connected", can_send=True).first(),
-             20, message="the session to be connected")
 
 
 def activity(sandbox) -> list[dict]:
@@ -53,9 +36,9 @@ def test_with_presence_on_the_customer_sees_read_then_typing_then_the_answer(
     first = sandbox.inbound("acme", **{"from": "15551234567", "text": "hi"})["id"]
     second = sandbox.inbound("acme", **{"from": "15551234567", "text": "What are your opening hours?"})["id"]
 
-    wait_for(lambda: [s for s in sandbox.sent("acme") if s["text"] == ANSWER], 20, message="the answer")
+    wait_for(lambda: [s for s in sandbox.sent("acme") if s["text"] == HOURS_ANSWER], 20, message="the answer")
     events = wait_for(lambda: [e for e in activity(sandbox) if e["event"] != "message" or e["messageId"]], 5)
-    answer = next(s for s in sandbox.sent("acme") if s["text"] == ANSWER)
+    answer = next(s for s in sandbox.sent("acme") if s["text"] == HOURS_ANSWER)
     # Only what led up to the answer (the bot may also have greeted the "hi").
     mine = events[:next(i for i, e in enumerate(events) if e.get("messageId") == answer["messageId"]) + 1]
     tail = mine[-4:]

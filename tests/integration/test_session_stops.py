@@ -9,10 +9,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from tests.support.baileys import connect
 from tests.support.metrics import scrape
 from tests.support.waiting import wait_for
 from whatsapp.models import SessionState
-from whatsapp.sessions import lifecycle
 
 
 def halted(tenant_slug: str) -> SessionState | None:
@@ -38,14 +38,6 @@ def baileys_tenant(tenant):
     tenant.baileys_enabled = True
     tenant.save()
     return tenant
-
-
-def connect(tenant_slug: str) -> SessionState:
-    lifecycle.start.delay(tenant_slug)
-    return wait_for(
-        lambda: SessionState.objects.filter(tenant__slug=tenant_slug, status="connected", can_send=True).first(),
-        20, message="the session to be connected",
-    )
 
 
 @pytest.mark.integration

@@ -7,30 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from bots.models import Rule
+from tests.support.baileys import HOURS_ANSWER, connect
 from tests.support.waiting import wait_for
-from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, SessionState, Status, Tenant
-from whatsapp.sessions import lifecycle
+from whatsapp.models import DeadLetter, DeliveryAttempt, Direction, Message, Outcome, Status, Tenant
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-ANSWER = "We are open 8-18, Sunday to Friday."
-
-
-@pytest.fixture
-def baileys_tenant(tenant):
-    tenant.baileys_enabled = True
-    tenant.save()
-    Rule.objects.create(tenant=tenant, pattern="hours, open", answer=ANSWER)
-    return tenant
-
-
-def connect(tenant_slug: str) -> SessionState:
-    lifecycle.start.delay(tenant_slug)
-    return wait_for(
-        lambda: SessionState.objects.filter(tenant__slug=tenant_slug, status="connected", can_send=True).first(),
-        20, message="the session to be connected",
-    )
 
 
 def reply_to(text_id: str) -> Message | None:
@@ -50,7 +31,7 @@ def test_a_message_that_arrives_while_the_session_is_down_is_answered_after_the_
 
     # After the reconnect WhatsApp delivers it as an `append` upsert, not `notify`.
     sent = wait_for(lambda: sandbox.sent("acme"), 40, message="the reply after the reconnect")
-    assert [s["text"] for s in sent] == [ANSWER]
+    assert [s["text"] for s in sent] == [HOURS_ANSWER]
     inbound = Message.objects.get(direction=Direction.INBOUND)
     assert inbound.provider_message_id == held["id"]
 

@@ -7,6 +7,9 @@ from tests.support.waiting import wait_for
 from whatsapp.models import SessionState
 from whatsapp.sessions import lifecycle
 
+# The answer of the rule the baileys_tenant fixture gives the tenant ("hours, open").
+HOURS_ANSWER = "We are open 8-18, Sunday to Friday."
+
 
 def connect(tenant_slug: str) -> SessionState:
     """Staff press Start (the admin enqueues exactly this); the health check records it."""
