@@ -18,6 +18,9 @@ from whatsapp.outbound.providers.base import ErrorKind, OutgoingPart, ProviderEr
 
 TRANSIENT, PERMANENT, AMBIGUOUS = ErrorKind.TRANSIENT, ErrorKind.PERMANENT, ErrorKind.AMBIGUOUS
 UNAVAILABLE, PACED = ErrorKind.UNAVAILABLE, ErrorKind.PACED
+# The provider finds the tenant's sidecar from its shard's lease row (none here: a shard
+# never owned is reached at SIDECAR_URL, the local server).
+pytestmark = pytest.mark.django_db
 KEY = "m7-g0-p0"
 
 
