@@ -302,9 +302,18 @@ def take_lease_and_start_sidecar(sender=None, **_kwargs) -> None:
     )
     _running["sidecar"] = process
     process.start()
-    ticker = Ticker(shard)
-    _running["ticker"] = ticker
-    ticker.start()
+    # The ticker publishes at once; it starts when the worker is ready, after the prefork
+    # pool has forked: a child forked while a thread of ours held the broker connection
+    # pool's lock would hang on its first task event, and the shard's lifecycle queue
+    # (concurrency 1) with it.
+    _running["ticker"] = Ticker(shard)
+
+
+@signals.worker_ready.connect
+def start_ticker(**_kwargs) -> None:
+    ticker = _running.get("ticker")
+    if ticker is not None:
+        ticker.start()
 
 
 @signals.worker_shutdown.connect
