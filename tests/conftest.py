@@ -62,3 +62,14 @@ def tenant(db):
     from whatsapp.models import Tenant
 
     return Tenant.objects.create(slug="acme", name="Acme Bakery", twilio_number="+14155238886")
+
+
+@pytest.fixture
+def staff_client(client, db):
+    """The test client logged in as Sam, staff with the inbox permission only."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user("sam", password="pw", is_staff=True, first_name="Sam")
+    user.user_permissions.add(Permission.objects.get(codename="use_inbox"))
+    client.force_login(user)
+    return client

@@ -200,39 +200,30 @@ class FakeLLM(FakeServer):
                 return self._tool_completion(body, text)
             text = default_answer(body)  # not offered: a real model can only answer in text
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-        return {
-            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", ""),
-            "system_fingerprint": "fp_fake",
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
-                      "total_tokens": prompt_tokens + len(text.split())},
-        }
+        message = {"role": "assistant", "content": text, "refusal": None}
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
+                 "total_tokens": prompt_tokens + len(text.split())}
+        return self._envelope(body, message, "stop", usage)
 
     def _tool_completion(self, body: dict, call: ToolCall) -> dict:
+        message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [{
+            "id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+            "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+        }]}
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        return self._envelope(body, message, "tool_calls", usage)
+
+    @staticmethod
+    def _envelope(body: dict, message: dict, finish_reason: str, usage: dict) -> dict:
+        """A chat.completion object with one choice, as the API answers it."""
         return {
             "id": "chatcmpl-" + uuid.uuid4().hex[:24],
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", ""),
             "system_fingerprint": "fp_fake",
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": None, "refusal": None, "tool_calls": [{
-                    "id": "call_" + uuid.uuid4().hex[:24], "type": "function",
-                    "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
-                }]},
-                "logprobs": None,
-                "finish_reason": "tool_calls",
-            }],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+            "usage": usage,
         }
 
     def handler_class(self):

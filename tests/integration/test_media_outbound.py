@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
@@ -26,14 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 PHONE = "+15551234567"
 CAPTION = "Your cake, ready at 5"
-
-
-@pytest.fixture
-def staff_client(client, db):
-    user = User.objects.create_user("sam", password="pw", is_staff=True, first_name="Sam")
-    user.user_permissions.add(Permission.objects.get(codename="use_inbox"))
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ customer's file. Sending it through real workers: test_media_outbound."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -29,14 +28,6 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.PUBLIC_BASE_URL = "https://bot.example.com"
-
-
-@pytest.fixture
-def staff_client(client, db):
-    user = User.objects.create_user("sam", password="pw", is_staff=True, first_name="Sam")
-    user.user_permissions.add(Permission.objects.get(codename="use_inbox"))
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
