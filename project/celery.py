@@ -6,7 +6,10 @@ import os
 
 from celery import Celery, signals
 
+from project import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+broker.install()
 
 app = Celery("project", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("celeryconfig")

@@ -94,6 +94,10 @@ WEBHOOK_MAX_BYTES = env.int("WEBHOOK_MAX_BYTES", default=64 * 1024)
 # Twilio's webhooks read their tenant from a per-process cache this long (a save in the
 # same process drops it at once; whatsapp.inbound.tenants). 0: read the row every time.
 WEBHOOK_TENANT_CACHE_SECONDS = env.float("WEBHOOK_TENANT_CACHE_SECONDS", default=5.0)
+# The Twilio webhook's one statement runs as a server-side prepared statement (planned
+# once per connection; whatsapp.inbound.one_statement). False behind a transaction-mode
+# pooler that cannot keep prepared statements (PgBouncer before 1.21).
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", default=True)
 # WhatsApp allows a text of 65,536 characters; the sidecar's JSON of one can take up to
 # 6 bytes a character (a control character escaped as \uXXXX), so its webhook has its own,
 # larger limit. Twilio's stays at WEBHOOK_MAX_BYTES (its bodies are at most 1,600 characters).
@@ -314,6 +318,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DB_PREPARED_STATEMENTS:
+        # psycopg prepares nothing while this is None (Django's default). Django's own
+        # cursors bind on the client and never prepare; this lets the Twilio webhook's
+        # server-binding cursor prepare its one statement (whatsapp.inbound.one_statement).
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [

@@ -99,3 +99,28 @@ def test_a_rename_saved_in_this_process_is_seen_at_once(client, broker):
     tenant.save()
 
     assert post_twilio(client, PATH, twilio_form(MessageSid="SM" + "2" * 32)).status_code == 404
+
+
+def test_the_statement_is_planned_once_per_database_connection(client, tenant, broker):
+    for body in ("first", "second", "third"):
+        assert post_twilio(client, PATH, twilio_form(Body=body)).status_code == 200
+
+    assert _prepared_webhook_statements() == 1
+    assert list(Message.objects.order_by("pk").values_list("body", flat=True)) == ["first", "second", "third"]
+
+
+def test_behind_a_pooler_without_prepared_statements_a_webhook_is_stored_the_same(client, tenant, broker, settings):
+    settings.DB_PREPARED_STATEMENTS = False
+    prepared_before = _prepared_webhook_statements()
+    form = twilio_form(Body="hello")
+    for _ in range(2):
+        assert post_twilio(client, PATH, form).status_code == 200
+
+    assert _prepared_webhook_statements() == prepared_before
+    assert Message.objects.get().body == "hello"
+
+
+def _prepared_webhook_statements() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'WITH dup AS%'")
+        return cursor.fetchone()[0]

@@ -23,8 +23,11 @@ one, and the message opens Twilio's 24-hour window (last_twilio_inbound_at)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
+import psycopg
+from django.conf import settings
 from django.db import connection
 from django.db.models import Model
 
@@ -85,11 +88,26 @@ def store(contact: Contact, message: Message) -> bool:
     message.contact_id are then set."""
     params = [message.provider, message.provider_message_id,
               *_values(contact, _layout(Contact, ())[2]), *_values(message, _layout(Message, (("contact_id", "c.id"),))[2])]
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(), params)
-        row = cursor.fetchone()
+    row = _execute_prepared(_sql(), params) if settings.DB_PREPARED_STATEMENTS else _execute(_sql(), params)
     if row is None:
         return False
     message.pk, message.contact_id = row
     message._state.adding = False
     return True
+
+
+def _execute(sql: str, params: list):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _execute_prepared(sql: str, params: list):
+    # connection.cursor() runs Django's per-request health check and opens the
+    # connection; the wrapper's debug_sql keeps the statement in connection.queries when
+    # DEBUG logs them.
+    with connection.cursor() as wrapper:
+        logged = wrapper.debug_sql(sql, params) if connection.queries_logged else contextlib.nullcontext()
+        with logged, connection.wrap_database_errors, psycopg.Cursor(wrapper.cursor.connection) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return cursor.fetchone()
