@@ -124,3 +124,14 @@ def _prepared_webhook_statements() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'WITH dup AS%'")
         return cursor.fetchone()[0]
+
+
+def test_the_stored_rows_carry_the_models_defaults(client, tenant, broker):
+    assert post_twilio(client, PATH, twilio_form(Body="hello")).status_code == 200
+    assert post_twilio(client, PATH, twilio_form(Body="again")).status_code == 200
+
+    first, second = Message.objects.order_by("pk")
+    assert (first.attempt_count, first.parts_sent, first.key_generation, first.engine, first.in_reply_to_id) == (0, 0, 0, "", None)
+    assert first.updated_at == first.created_at
+    assert len({first.correlation_id, second.correlation_id, first.idempotency_key, second.idempotency_key}) == 4
+    assert Contact.objects.get().created_at == first.created_at

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import uuid
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
@@ -83,16 +84,21 @@ def _accept_in_one_statement(inbound: Inbound) -> tuple[Message, bool]:
     (whatsapp.inbound.one_statement); a message with media is stored with its media rows
     in one transaction."""
     now = timezone.now()
-    contact = Contact(tenant=inbound.tenant, phone=inbound.phone, name=inbound.name, last_twilio_inbound_at=now)
-    message = Message(
-        tenant=inbound.tenant, direction=Direction.INBOUND, provider=inbound.provider,
-        provider_message_id=inbound.provider_message_id, body=inbound.body, media_type=inbound.media_type,
-        status=Status.RECEIVED, created_at=now,
-    )
+    fields = {
+        "direction": Direction.INBOUND, "provider": inbound.provider, "provider_message_id": inbound.provider_message_id,
+        "body": inbound.body, "media_type": inbound.media_type, "status": Status.RECEIVED, "created_at": now,
+        # Drawn here, not by the statement: the Message handed on below carries the same.
+        "correlation_id": uuid.uuid4(), "idempotency_key": uuid.uuid4(),
+    }
+    contact = {"tenant_id": inbound.tenant.pk, "phone": inbound.phone, "name": inbound.name,
+               "last_twilio_inbound_at": now}
     with transaction.atomic() if inbound.media else contextlib.nullcontext():
-        if not one_statement.store(contact, message):
+        stored = one_statement.store(contact, {"tenant_id": inbound.tenant.pk, **fields}, now)
+        if stored is None:
             existing = Message.objects.get(provider=inbound.provider, provider_message_id=inbound.provider_message_id)
             return _duplicate(existing, inbound.provider)
+        message = Message(pk=stored[0], contact_id=stored[1], tenant=inbound.tenant, updated_at=now, **fields)
+        message._state.adding = False
         if inbound.media:
             record_media(message, inbound.media)
         # Outside a transaction (no media) this runs at once: the statement has committed.
