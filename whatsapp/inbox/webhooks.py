@@ -4,8 +4,7 @@ webhook, where `from`/`fromJid` name the chat, i.e. the customer written to."""
 
 from __future__ import annotations
 
-from rest_framework import status
-from rest_framework.response import Response
+from django.http import JsonResponse
 
 from whatsapp.inbound.views import SidecarWebhook, sidecar_inbound
 from whatsapp.inbox.owner import owner_wrote
@@ -14,4 +13,4 @@ from whatsapp.inbox.owner import owner_wrote
 class BaileysOwnerMessage(SidecarWebhook):
     def handle(self, request, tenant):
         recorded = owner_wrote(sidecar_inbound(tenant, self.payload(request)))
-        return Response({"ok": True, "paused": recorded}, status=status.HTTP_200_OK)
+        return JsonResponse({"ok": True, "paused": recorded})
