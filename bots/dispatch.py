@@ -43,3 +43,12 @@ def newer_pending(inbound: Message) -> Message | None:
         .order_by("-created_at", "-pk")
         .first()
     )
+
+
+def newer_in_batch(inbound: Message, batch: list[Message]) -> Message | None:
+    """newer_pending(inbound), read from the contact's pending batch (oldest first, as
+    bots.tasks.pending_batch reads it) instead of asking the database again."""
+    newest = batch[-1] if batch else None
+    if newest is not None and (newest.created_at, newest.pk) > (inbound.created_at, inbound.pk):
+        return newest
+    return None

@@ -31,7 +31,7 @@ def build_reply(tenant, batch: list[Message], history: list[Message] | None = No
         reply = Reply(tenant.non_text_reply or fallback_text(tenant), "non_text")
     else:
         if history is None:
-            history = conversation_before(batch)
+            history = conversation_before(batch) if get_engine(engine_name).reads_history else []
         if answer is not None:
             reply = answer(engine_name, tenant, batch, history)
         else:

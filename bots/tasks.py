@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bots import handoff, trial
-from bots.dispatch import newer_pending, schedule_reply
+from bots.dispatch import newer_in_batch, schedule_reply
 from bots.engines.base import Reply
 from bots.reply import build_reply
 from project.logging import log_context
@@ -41,11 +41,11 @@ def generate_reply(inbound_id: int) -> int | None:
         if inbound.status != Status.RECEIVED:
             _ensure_reply_enqueued(inbound)
             return None
-        newer = newer_pending(inbound)
+        batch = pending_batch(inbound)
+        newer = newer_in_batch(inbound, batch)
         if newer is not None:
             log.info("debounce: the contact wrote again; message %s's task answers both", newer.pk)
             return None
-        batch = pending_batch(inbound)
         if not batch:
             return None
         if media_waiting(batch):

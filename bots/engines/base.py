@@ -20,6 +20,9 @@ class EngineError(Exception):
 
 class Engine(Protocol):
     name: str
+    # Whether reply() reads `history`: it is one query, not read for an engine that
+    # ignores it.
+    reads_history: bool
 
     def reply(self, tenant: Tenant, inbound: list[Message], history: list[Message]) -> Reply:
         """Answer the customer's latest message(s), given the conversation so far."""

@@ -59,6 +59,7 @@ def config_for(tenant) -> LLMConfig:
 
 class LLMEngine:
     name = "llm"
+    reads_history = True
 
     def reply(self, tenant, inbound, history) -> Reply:
         """Raises EngineError (LLMError) when the model gives no usable answer in time.

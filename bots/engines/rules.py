@@ -23,6 +23,7 @@ _GREETING = re.compile(rf"^(?:{'|'.join(re.escape(g) for g in GREETINGS)})\b")
 
 class RulesEngine:
     name = "rules"
+    reads_history = False
 
     def reply(self, tenant, inbound, history) -> Reply:
         texts = [m.body.strip() for m in inbound if m.body and m.body.strip()]
