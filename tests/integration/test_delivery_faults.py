@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tests.support.delivery import drive, make_reply, outcomes
 from tests.support.ports import free_port
@@ -248,3 +250,17 @@ def test_a_wait_longer_than_the_visibility_timeout_is_kept_in_the_database(tenan
     )
     assert reconcile_outbound()["queued"] == 1
     assert redis_server.client().llen("send") == 1
+
+
+def test_a_first_send_reads_its_attempts_once_before_writing_one(tenant, twilio):
+    # Issue 16: a reply with no attempt yet has none to adopt, resolve, count or avoid:
+    # one read finds that out, instead of four.
+    message = make_reply(tenant)
+    with CaptureQueriesContext(connection) as captured:
+        delivery.deliver(message.pk)
+    statements = [query["sql"] for query in captured.captured_queries]
+    first_write = next(i for i, sql in enumerate(statements) if sql.startswith('INSERT INTO "whatsapp_deliveryattempt"'))
+    assert len([sql for sql in statements[:first_write] if '"whatsapp_deliveryattempt"' in sql]) == 1
+    message.refresh_from_db()
+    assert message.status == Status.SENT
+    assert len(twilio.sent_to(PHONE)) == 1

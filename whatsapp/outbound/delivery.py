@@ -121,7 +121,10 @@ def deliver(message_id: int) -> Decision:
 
 def _deliver_claimed(message: Message) -> Decision:
     now = timezone.now()
-    history = _history(message)
+    # A reply with no attempt at all (its first send, the common case) has nothing to
+    # adopt, resolve, count or avoid: one read instead of four (issue 16).
+    untried = not message.attempts.exists()
+    history = _history(message, untried)
     dead = rules.first_step(history, now)
     if dead is not None:
         return _dead(message, dead.reason, dead.error)
@@ -129,7 +132,7 @@ def _deliver_claimed(message: Message) -> Decision:
     # Split to the smallest limit of the tenant's providers, so that a failover mid-answer
     # continues with the same parts.
     parts = answer_parts(message, part_limit(message.tenant))
-    unresolved = _resolve_unfinished_attempts(message, parts)
+    unresolved = None if untried else _resolve_unfinished_attempts(message, parts)
     if unresolved is not None:
         return unresolved
 
@@ -138,8 +141,9 @@ def _deliver_claimed(message: Message) -> Decision:
 
     passed_over: tuple[rules.Failover, ...] = ()
     for name in history.providers:
-        history = replace(history, provider=name, failures={name: _transient_so_far(message, name)},
-                          passed_over=passed_over)
+        # Still none written (the provider before this one failed before its call): none to count.
+        transient = 0 if untried and not message.attempt_count else _transient_so_far(message, name)
+        history = replace(history, provider=name, failures={name: transient}, passed_over=passed_over)
         failure = _try_provider(message, get_provider(name), parts, history)
         step = rules.next_step(replace(history, attempts=message.attempt_count), failure, timezone.now())
         if isinstance(step, rules.Failover) or getattr(step, "round_over", False):
@@ -152,9 +156,10 @@ def _deliver_claimed(message: Message) -> Decision:
     raise AssertionError("the rules end every round with a step")  # pragma: no cover
 
 
-def _history(message: Message) -> rules.History:
-    """What the rules know of this reply, read from its rows."""
-    providers = providers_left(message)
+def _history(message: Message, untried: bool = False) -> rules.History:
+    """What the rules know of this reply, read from its rows (`untried`: it has none of
+    its attempts yet)."""
+    providers = message.tenant.provider_order() if untried else providers_left(message)
     failed_error = None
     if not providers:
         failed = _cycle_attempts(message).filter(outcome=Outcome.FAILED).order_by("-started_at").first()
