@@ -34,7 +34,7 @@ def _worker(port: int, path: str, kind: str, seconds: float, out: mp.Queue, seed
     prepared = [_webhook_request(port, seed, n) for n in range(int(seconds * PREPARED_PER_SECOND))] \
         if kind == "webhook" else []
     ready.wait()  # every connection starts together, once all are prepared
-    began = time.monotonic()
+    began, cpu_began = time.monotonic(), time.process_time()
     deadline = began + seconds
     n = 0
     while time.monotonic() < deadline:
@@ -58,7 +58,7 @@ def _worker(port: int, path: str, kind: str, seconds: float, out: mp.Queue, seed
             latencies.append(elapsed)
         else:
             errors += 1
-    out.put((latencies, errors, time.monotonic() - began))
+    out.put((latencies, errors, time.monotonic() - began, time.process_time() - cpu_began))
 
 
 def run_load(port: int, path: str, kind: str, seconds: float, connections: int) -> dict:
@@ -73,12 +73,13 @@ def run_load(port: int, path: str, kind: str, seconds: float, connections: int) 
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    latencies = [lat for lats, _, _ in results for lat in lats]
+    latencies = [lat for lats, *_ in results for lat in lats]
     # Each connection's own loop time (its requests were prepared before it started).
-    elapsed = max(took for _, _, took in results)
+    elapsed = max(took for _, _, took, _ in results)
     return {
         "requests": len(latencies),
-        "errors": sum(e for _, e, _ in results),
+        "errors": sum(e for _, e, *_ in results),
+        "client_cpu_seconds": sum(cpu for *_, cpu in results),  # the timed loops only
         "rps": len(latencies) / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,

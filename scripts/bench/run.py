@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psutil
 
+from scripts.bench import cpu
 from scripts.bench.load import combine, run_load
 from scripts.bench.stack import PY, ROOT, Stack, percentile, signed_twilio_form, wait_until
 
@@ -52,7 +53,8 @@ def post_webhooks(stack: Stack, count: int, phone_prefix: str = "+1666", body: s
 # Issue 16: the ratios measured in one run, on the same machine.
 TARGETS = {"webhook": 0.30, "webhook_p99_ms": 20.0, "pipeline": 0.35}
 # How the stack runs (command-line options), to measure one choice against another.
-OPTIONS = {"connections": 4, "web_workers": 2, "web_threads": 1, "web_config": False, "send_pool": "prefork", "send_concurrency": 2, "send_prefetch": 0}
+OPTIONS = {"connections": 4, "web_workers": 2, "web_threads": 1, "web_config": False, "send_pool": "prefork", "send_concurrency": 2, "send_prefetch": 0,
+           "cpu": False}
 QUICK = {"webhook": {"seconds": 4, "rounds": 4}, "pipeline": {"count": 100}}
 
 
@@ -62,15 +64,22 @@ def bench_webhook(stack: Stack, seconds: float = 10, connections: int = 0, round
     the ratio is what carries over."""
     connections = connections or OPTIONS["connections"]
     start_web(stack)
-    webhooks, trivials = [], []
+    runs: dict[str, list] = {"webhook": [], "trivial": []}
+    spent: dict[str, dict] = {"webhook": {}, "trivial": {}}
     for _ in range(rounds):
-        webhooks.append(run_load(stack.web_port, "/webhooks/twilio/bench/", "webhook", seconds / rounds, connections))
-        trivials.append(run_load(stack.web_port, "/healthz", "trivial", seconds / rounds, connections))
-    webhook, trivial = combine(webhooks), combine(trivials)
+        for kind, path in (("webhook", "/webhooks/twilio/bench/"), ("trivial", "/healthz")):
+            before = cpu.snapshot()
+            runs[kind].append(run_load(stack.web_port, path, kind, seconds / rounds, connections))
+            cpu.add(spent[kind], {**cpu.seconds_by_role(before, cpu.snapshot()),
+                                  "load generator": runs[kind][-1]["client_cpu_seconds"]})
+    webhook, trivial = combine(runs["webhook"]), combine(runs["trivial"])
     result = {"webhook": webhook, "trivial": trivial, "ratio": webhook["rps"] / trivial["rps"]}
     print(f"webhook: {webhook['rps']:.0f} req/s p50 {webhook['p50_ms']:.1f} ms p99 {webhook['p99_ms']:.1f} ms "
           f"errors {webhook['errors']}")
     print(f"trivial view: {trivial['rps']:.0f} req/s p50 {trivial['p50_ms']:.1f} ms p99 {trivial['p99_ms']:.1f} ms")
+    if OPTIONS["cpu"]:
+        for kind, counted in (("webhook", webhook), ("trivial", trivial)):
+            print(f"  {kind}: " + cpu.line(spent[kind], counted["requests"], "request"))
     print(f"ratio webhook/trivial: {result['ratio']:.2f} (target >= {TARGETS['webhook']:.2f}: "
           f"{verdict(result['ratio'] >= TARGETS['webhook'])}); webhook p99 {webhook['p99_ms']:.1f} ms "
           f"(target <= {TARGETS['webhook_p99_ms']:.0f} ms: {verdict(webhook['p99_ms'] <= TARGETS['webhook_p99_ms'])})")
@@ -90,9 +99,11 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
                        *(["--prefetch-multiplier", str(OPTIONS["send_prefetch"])] if OPTIONS["send_prefetch"] else []))
     time.sleep(2)
     before = db_counters(stack)
+    cpu_before, own_before = cpu.snapshot(), time.process_time()
     started = post_webhooks(stack, count)
     posted = time.time()
     done = seen_at(lambda: len(stack.twilio_messages()) >= count, 300, "every reply at Twilio")
+    spent = {**cpu.seconds_by_role(cpu_before, cpu.snapshot()), "bench (posts, polls)": time.process_time() - own_before}
     pipeline_rate = count / (done - started)
     writes = per_message(before, db_counters(stack), count)
 
@@ -108,6 +119,8 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
           f"(webhooks posted one after another in {posted - started:.1f} s, last reply {done - posted:.1f} s later)")
     if writes:
         print("per message, in PostgreSQL: " + ", ".join(f"{v:.1f} {k}" for k, v in writes.items()))
+    if OPTIONS["cpu"]:
+        print("  " + cpu.line(spent, count, "message"))
     print(f"bare two-task chain: {chain_rate:.1f} chains/s; ratio pipeline/chain: {result['ratio']:.2f} "
           f"(target >= {TARGETS['pipeline']:.2f}: {verdict(result['ratio'] >= TARGETS['pipeline'])})")
     return result
@@ -260,10 +273,12 @@ def main() -> None:
     parser.add_argument("--send-concurrency", type=int, default=2)
     parser.add_argument("--send-prefetch", type=int, default=0,
                         help="the send worker's --prefetch-multiplier (0: celeryconfig's, 1)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="also print the CPU each part of the system spent per request / message")
     args = parser.parse_args()
     defaults = dict(OPTIONS)
     OPTIONS.update(connections=args.connections, web_workers=args.web_workers, web_threads=args.web_threads, web_config=args.web_config, send_pool=args.send_pool,
-                   send_concurrency=args.send_concurrency, send_prefetch=args.send_prefetch)
+                   send_concurrency=args.send_concurrency, send_prefetch=args.send_prefetch, cpu=args.cpu)
     if OPTIONS != defaults:
         print(f"options: {OPTIONS}")
     if args.which is None:

@@ -135,3 +135,26 @@ def test_the_stored_rows_carry_the_models_defaults(client, tenant, broker):
     assert first.updated_at == first.created_at
     assert len({first.correlation_id, second.correlation_id, first.idempotency_key, second.idempotency_key}) == 4
     assert Contact.objects.get().created_at == first.created_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_webhook_after_the_database_dropped_its_connection_is_stored(client, tenant, broker):
+    # A PostgreSQL restart (here: the server ending this connection) between two webhooks.
+    # A new request runs no health check first: the statement finds the connection
+    # broken and runs once more on a new one.
+    import psycopg
+
+    assert post_twilio(client, PATH, twilio_form(Body="before")).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    settings_dict = connection.settings_dict
+    with psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"] or 5432, user=settings_dict["USER"],
+                         dbname=settings_dict["NAME"], autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    connection.health_check_done = False  # what Django does at the start of each request
+
+    assert post_twilio(client, PATH, twilio_form(Body="after")).status_code == 200
+
+    assert sorted(Message.objects.values_list("body", flat=True)) == ["after", "before"]
+    assert broker.llen("ai") == 2, "both handed to the bot"
