@@ -109,12 +109,15 @@ def complete(config: LLMConfig, messages: list[dict], tools: list[dict] | None =
             return complete(config, messages, tools, guarded)
     http = session or requests
     deadline = time.monotonic() + config.deadline
-    attempt = 0
+    attempt, reason = 0, ""
     while True:
         attempt += 1
         remaining = deadline - time.monotonic()
         if remaining <= 0.05:
-            raise LLMError(f"deadline of {config.deadline:g}s passed after {attempt - 1} attempt(s)")
+            # The deadline can pass while waiting to retry (a loaded machine): the last
+            # failure is still why the model gave no answer, and staff read it.
+            passed = f"deadline of {config.deadline:g}s passed after {attempt - 1} attempt(s)"
+            raise LLMError(f"{reason}; {passed}" if reason else passed)
         try:
             response = http.post(
                 url, json=payload, headers=headers,

@@ -258,3 +258,16 @@ def test_a_second_run_that_lost_part_of_its_batch_stores_nothing_and_redrives_th
     m3.refresh_from_db()
     assert m3.status == Status.RECEIVED
     assert redis_server.client().llen("ai") == 1, "the rest is handed to a fresh task"
+
+
+def test_a_deadline_that_passes_while_waiting_to_retry_still_names_the_last_failure(llm):
+    # Rate-limited with Retry-After: 1, and a deadline that ends about when that second
+    # is over (the wait can run past it on a loaded machine): staff still read the cause.
+    from bots.llm_client import LLMConfig, LLMError, complete
+
+    llm.fail_always = "429"
+    config = LLMConfig(base_url=llm.base_url, api_key="", model="m", temperature=0, max_tokens=50, timeout=5,
+                       deadline=1.03)
+    with pytest.raises(LLMError) as failed:
+        complete(config, [{"role": "user", "content": "hi"}])
+    assert "HTTP 429" in str(failed.value)
