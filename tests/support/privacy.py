@@ -33,7 +33,10 @@ def files_holding(root: Path, needles: list[str]) -> list[str]:
     found = []
     world = Path(root) / "sandbox"
     for path in sorted(p for p in Path(root).rglob("*") if p.is_file() and world not in p.parents):
-        content = path.read_bytes()
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            continue  # a temporary file renamed meanwhile (the sidecar writes atomically): seen under its new name next time
         if any(n.encode() in content or n in path.name for n in needles):
             found.append(str(path.relative_to(root)))
     return found
