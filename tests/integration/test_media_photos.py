@@ -85,7 +85,9 @@ def test_a_photo_and_a_question_in_one_burst_get_one_answer_considering_both(cli
     answer = wait_for(replies, 30, message="the answer")[0]
     time.sleep(2)  # any second answer would be stored by now
     assert len(replies()) == 1
-    (request,) = llm.bodies()
-    assert request["messages"][-1]["content"] == [
-        {"type": "text", "text": "[image from the customer]\nhow much is this one?"}, PHOTO_PART]
+    # The media task hands the burst to the bot as the question's own task comes due: two
+    # runs may generate at once (bots.tasks), and only one stores; each saw both messages.
+    requests = llm.bodies()
+    assert requests and all(request["messages"][-1]["content"] == [
+        {"type": "text", "text": "[image from the customer]\nhow much is this one?"}, PHOTO_PART] for request in requests)
     assert answer.engine == "llm"
