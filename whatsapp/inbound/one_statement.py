@@ -154,8 +154,8 @@ def _execute(sql: str, params: list):
 
 
 def _execute_prepared(sql: str, params: list):
-    # connection.cursor() runs Django's per-request health check and opens the
-    # connection; the wrapper's debug_sql keeps the statement in connection.queries when
+    # connection.cursor() opens the connection if needed (the health check is _run's
+    # concern); the wrapper's debug_sql keeps the statement in connection.queries when
     # DEBUG logs them.
     with connection.cursor() as wrapper:
         logged = wrapper.debug_sql(sql, params) if connection.queries_logged else contextlib.nullcontext()

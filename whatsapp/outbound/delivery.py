@@ -156,7 +156,7 @@ def _deliver_claimed(message: Message) -> Decision:
     raise AssertionError("the rules end every round with a step")  # pragma: no cover
 
 
-def _history(message: Message, untried: bool = False) -> rules.History:
+def _history(message: Message, untried: bool) -> rules.History:
     """What the rules know of this reply, read from its rows (`untried`: it has none of
     its attempts yet)."""
     providers = message.tenant.provider_order() if untried else providers_left(message)
