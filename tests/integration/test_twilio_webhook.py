@@ -145,3 +145,11 @@ def test_a_second_message_reuses_the_contact(client, tenant, broker, django_capt
         post_twilio(client, PATH, twilio_form())
     assert Contact.objects.count() == 1
     assert Message.objects.count() == 2
+
+
+def test_more_form_fields_than_django_parses_is_a_clear_400_and_stores_nothing(client, tenant, broker, settings):
+    form = twilio_form(Body="hello", **{f"Extra{i}": "x" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)})
+    response = post_twilio(client, PATH, form)
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+    assert Message.objects.count() == 0
