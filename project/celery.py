@@ -17,6 +17,8 @@ app.autodiscover_tasks(["whatsapp", "bots"])
 
 # Worker heartbeats in Redis for /readyz; connected here so every worker has them
 # before it starts (Celery only sends heartbeat_sent when a receiver exists by then).
+# A worker keeps a clean database connection between tasks (Celery's fixup closes it).
+import project.worker_db  # noqa: E402, F401
 import whatsapp.ops.heartbeat  # noqa: E402, F401
 
 

@@ -4,6 +4,7 @@ a worker SIGKILLed in the middle of a send, and a Redis restart that loses the q
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -82,3 +83,38 @@ def test_a_redis_restart_that_loses_queued_tasks_loses_no_reply(client, tenant, 
     time.sleep(1)
     assert len(twilio.sent_to(PHONE)) == 1
     assert outbound().status == Status.SENT
+
+
+def _worker_connections() -> list[int]:
+    """PostgreSQL backends on the test database other than this test's own."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_a_worker_keeps_its_database_connection_and_replaces_one_postgresql_closed(
+    client, tenant, twilio, start_worker
+):
+    # One process, so that one connection serves both tasks of a message and the next one.
+    worker = start_worker(concurrency=1)
+    assert post_twilio(client, PATH, twilio_form(Body="hello")).status_code == 200
+    wait_for(lambda: re.search(r"send_message\[[-0-9a-f]+\] succeeded", worker.output()), 20,
+             message="the first reply's send task to finish")
+    kept = _worker_connections()
+    assert kept, "the worker kept its connection after its tasks"
+
+    # PostgreSQL closes it (a restart, an idle timeout): the next task must not fail on it.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for pid in kept:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    other = "+15557654321"
+    assert post_twilio(client, PATH, twilio_form(Body="hello", From=f"whatsapp:{other}",
+                                                 WaId=other[1:])).status_code == 200
+    wait_for(lambda: twilio.sent_to(other), 20, message="the reply after the connection was closed")
+    assert "OperationalError" not in worker.output() and "retry" not in worker.output().lower()
+    assert set(_worker_connections()).isdisjoint(kept), "a new connection replaced the closed one"
