@@ -54,7 +54,7 @@ def post_webhooks(stack: Stack, count: int, phone_prefix: str = "+1666", body: s
 TARGETS = {"webhook": 0.30, "webhook_p99_ms": 20.0, "pipeline": 0.35}
 # How the stack runs (command-line options), to measure one choice against another.
 OPTIONS = {"connections": 4, "web_workers": 2, "web_threads": 1, "web_config": False, "send_pool": "prefork", "send_concurrency": 2, "send_prefetch": 0,
-           "cpu": False}
+           "ai_concurrency": 2, "count": 0, "cpu": False}
 QUICK = {"webhook": {"seconds": 4, "rounds": 4}, "pipeline": {"count": 100}}
 
 
@@ -91,9 +91,10 @@ def verdict(met: bool) -> str:
 
 
 def bench_pipeline(stack: Stack, count: int = 300) -> dict:
+    count = OPTIONS["count"] or count
     stack.start_fake_twilio()
     start_web(stack)
-    stack.start_worker("ai", "ai,default", 2, "-I", "scripts.bench.chain_tasks")
+    stack.start_worker("ai", "ai,default", OPTIONS["ai_concurrency"], "-I", "scripts.bench.chain_tasks")
     stack.start_worker("send", "send", OPTIONS["send_concurrency"], "-I", "scripts.bench.chain_tasks",
                        *(["-P", "threads"] if OPTIONS["send_pool"] == "threads" else []),
                        *(["--prefetch-multiplier", str(OPTIONS["send_prefetch"])] if OPTIONS["send_prefetch"] else []))
@@ -102,7 +103,7 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
     cpu_before, own_before = cpu.snapshot(), time.process_time()
     started = post_webhooks(stack, count)
     posted = time.time()
-    done = seen_at(lambda: len(stack.twilio_messages()) >= count, 300, "every reply at Twilio")
+    done = seen_at(lambda: stack.twilio_count() >= count, 300, "every reply at Twilio")
     spent = {**cpu.seconds_by_role(cpu_before, cpu.snapshot()), "bench (posts, polls)": time.process_time() - own_before}
     pipeline_rate = count / (done - started)
     writes = per_message(before, db_counters(stack), count)
@@ -273,12 +274,14 @@ def main() -> None:
     parser.add_argument("--send-concurrency", type=int, default=2)
     parser.add_argument("--send-prefetch", type=int, default=0,
                         help="the send worker's --prefetch-multiplier (0: celeryconfig's, 1)")
+    parser.add_argument("--ai-concurrency", type=int, default=2, help="the bot's worker's -c")
+    parser.add_argument("--count", type=int, default=0, help="the pipeline's messages (0: 300, --quick 100)")
     parser.add_argument("--cpu", action="store_true",
                         help="also print the CPU each part of the system spent per request / message")
     args = parser.parse_args()
     defaults = dict(OPTIONS)
     OPTIONS.update(connections=args.connections, web_workers=args.web_workers, web_threads=args.web_threads, web_config=args.web_config, send_pool=args.send_pool,
-                   send_concurrency=args.send_concurrency, send_prefetch=args.send_prefetch, cpu=args.cpu)
+                   send_concurrency=args.send_concurrency, send_prefetch=args.send_prefetch, ai_concurrency=args.ai_concurrency, count=args.count, cpu=args.cpu)
     if OPTIONS != defaults:
         print(f"options: {OPTIONS}")
     if args.which is None:
@@ -350,7 +353,7 @@ def format_result(name: str, r: dict) -> str:
                 f"each connection; {OPTIONS['connections']} connections from a load generator in separate processes, each reconnecting, 10 s of each load in 5 alternating slices).\n")
     if name == "pipeline":
         return (f"{r['count']} signed webhooks posted back to back; rules engine; fake Twilio; "
-                f"workers ai (2) and send ({OPTIONS['send_concurrency']}, {OPTIONS['send_pool']}).\n\n"
+                f"workers ai ({OPTIONS['ai_concurrency']}) and send ({OPTIONS['send_concurrency']}, {OPTIONS['send_pool']}).\n\n"
                 f"| what | per second |\n|---|---|\n| webhook -> reply accepted by Twilio | {r['pipeline_per_s']:.1f} |\n"
                 f"| bare two-task Celery chain (same broker, workers) | {r['chain_per_s']:.1f} |\n"
                 f"\nRatio pipeline/chain: **{r['ratio']:.2f}** (target {TARGETS['pipeline']:.2f}).\n"

@@ -187,6 +187,10 @@ class Stack:
     def twilio_messages(self) -> list[dict] | None:
         return http_json("GET", f"http://127.0.0.1:{self.twilio_port}/_fake/messages")["messages"]
 
+    def twilio_count(self) -> int:
+        """How many messages the fake Twilio holds: a poll that costs it nothing per message."""
+        return http_json("GET", f"http://127.0.0.1:{self.twilio_port}/_fake/count")["messages"]
+
     def twilio_faults(self, **faults) -> None:
         http_json("POST", f"http://127.0.0.1:{self.twilio_port}/_fake/faults", faults)
 

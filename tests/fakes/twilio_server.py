@@ -48,7 +48,7 @@ What it models, with the documentation it follows:
   client cannot find its own key in a listed message (we keep both privately).
 
 Run alone (for `make run`): python -m tests.fakes.twilio_server --port 8010
-Control over HTTP: GET /_fake/messages, POST /_fake/faults {...}, POST /_fake/reset.
+Control over HTTP: GET /_fake/messages (or /_fake/count), POST /_fake/faults {...}, POST /_fake/reset.
 """
 
 from __future__ import annotations
@@ -485,6 +485,9 @@ class FakeTwilio(FakeServer):
                 parsed = urlparse(self.path)
                 if "/Media/" in parsed.path or parsed.path.startswith("/_storage/"):
                     return self._media(parsed)
+                if parsed.path == "/_fake/count":  # for a poll that must not load the fake (the bench)
+                    with fake.lock:
+                        return self._send(200, {"messages": len(fake.messages)})
                 if parsed.path == "/_fake/messages":
                     with fake.lock:
                         return self._send(200, {"messages": [{k: v for k, v in m.items()
