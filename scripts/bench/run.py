@@ -99,6 +99,14 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
                        *(["-P", "threads"] if OPTIONS["send_pool"] == "threads" else []),
                        *(["--prefetch-multiplier", str(OPTIONS["send_prefetch"])] if OPTIONS["send_prefetch"] else []))
     time.sleep(2)
+    # The baseline first: measured after the pipeline it would share the CPU with the
+    # fake Twilio's last status callbacks (and look slower than it is).
+    # In a process of its own: Celery keeps its broker pool (this run's Redis port) for
+    # the life of a process, and --repeat starts a new stack each time.
+    code = f"from scripts.bench.chain_tasks import run_chains; print(run_chains({stack.env['REDIS_URL']!r}, {count}))"
+    chain_seconds = float(subprocess.run([PY, "-c", code], cwd=ROOT, env=stack.env, check=True, capture_output=True,
+                                         text=True).stdout.split()[-1])
+    chain_rate = count / chain_seconds
     before = db_counters(stack)
     cpu_before, own_before = cpu.snapshot(), time.process_time()
     started = post_webhooks(stack, count)
@@ -108,12 +116,6 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
     pipeline_rate = count / (done - started)
     writes = per_message(before, db_counters(stack), count)
 
-    # In a process of its own: Celery keeps its broker pool (this run's Redis port) for
-    # the life of a process, and --repeat starts a new stack each time.
-    code = f"from scripts.bench.chain_tasks import run_chains; print(run_chains({stack.env['REDIS_URL']!r}, {count}))"
-    chain_seconds = float(subprocess.run([PY, "-c", code], cwd=ROOT, env=stack.env, check=True, capture_output=True,
-                                         text=True).stdout.split()[-1])
-    chain_rate = count / chain_seconds
     result = {"count": count, "pipeline_per_s": pipeline_rate, "chain_per_s": chain_rate,
               "ratio": pipeline_rate / chain_rate, "writes": writes}
     print(f"pipeline: {count} messages webhook -> accepted by Twilio at {pipeline_rate:.1f} msg/s "
