@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+from django.db.models import Exists, OuterRef
+
 from whatsapp.inbox import state
 
 log = logging.getLogger("whatsapp.inbox")
@@ -14,13 +16,18 @@ UNSUBSCRIBED_CODES = {"21610"}
 OPTED_OUT_ERROR = "the customer opted out (STOP): nothing is sent until they write START"
 
 
-def blocked_by_opt_out(message) -> bool:
-    """A reply queued before the customer's STOP, or requeued from dead letters since,
-    must not go out; only the opt-out confirmation itself does."""
+def contact_opted_out() -> Exists:
+    """Whether a message's contact opted out: an expression, read with the message (the
+    send task's claim annotates it)."""
     from whatsapp.inbox.models import Conversation
 
-    return message.engine != "opt_out" and Conversation.objects.filter(
-        contact_id=message.contact_id, opted_out=True).exists()
+    return Exists(Conversation.objects.filter(contact_id=OuterRef("contact_id"), opted_out=True))
+
+
+def blocked_by_opt_out(message, opted_out: bool) -> bool:
+    """A reply queued before the customer's STOP, or requeued from dead letters since,
+    must not go out; only the opt-out confirmation itself does."""
+    return message.engine != "opt_out" and opted_out
 
 
 def note_permanent_refusal(message, code: str) -> None:

@@ -22,14 +22,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from project.compiled_query import CompiledRead
 from project.logging import log_context
 from whatsapp import metrics, pipeline
-from whatsapp.inbox.optout import OPTED_OUT_ERROR, blocked_by_opt_out, note_permanent_refusal
+from whatsapp.inbox.optout import OPTED_OUT_ERROR, blocked_by_opt_out, contact_opted_out, note_permanent_refusal
 from whatsapp.media.models import sent_media
 from whatsapp.models import (
     DeadLetter,
@@ -75,10 +75,15 @@ def backoff_countdown(retries: int) -> float:
     return rules.backoff(retries, limits())
 
 
-# Compiled once per process (project.compiled_query): compiling this read cost more CPU
-# than running it.
-_CLAIMED = CompiledRead(lambda pk: Message.objects.select_related("tenant", "contact")
-                        .annotate(inbound_created_at=F("in_reply_to__created_at")).filter(pk=pk))
+# The claimed reply, its tenant and contact, and in the same read (as attributes): when
+# its customer's message arrived (the end-to-end latency metric, _record_latency), whether
+# it has no attempt yet (`untried`) and whether its contact opted out. Compiled once per
+# process (project.compiled_query): compiling this read cost more CPU than running it.
+_CLAIMED = CompiledRead(lambda pk: Message.objects.select_related("tenant", "contact").annotate(
+    inbound_created_at=F("in_reply_to__created_at"),
+    untried=~Exists(DeliveryAttempt.objects.filter(message_id=OuterRef("pk"))),
+    contact_opted_out=contact_opted_out(),
+).filter(pk=pk))
 
 
 def claim(message_id: int) -> Message | None:
@@ -103,8 +108,6 @@ def claim(message_id: int) -> Message | None:
     )
     if won != 1:
         return None
-    # With the customer's message's arrival time, for the end-to-end latency metric
-    # (_record_latency), in the same read.
     return _CLAIMED.get(message_id)
 
 
@@ -128,8 +131,9 @@ def deliver(message_id: int) -> Decision:
 def _deliver_claimed(message: Message) -> Decision:
     now = timezone.now()
     # A reply with no attempt at all (its first send, the common case) has nothing to
-    # adopt, resolve, count or avoid: one read instead of four (issue 16).
-    untried = not message.attempts.exists()
+    # adopt, resolve, count or avoid: read with the claim instead of four reads (issue 16).
+    # Under the claim no other worker can add one.
+    untried = message.untried
     history = _history(message, untried)
     dead = rules.first_step(history, now)
     if dead is not None:
@@ -170,7 +174,7 @@ def _history(message: Message, untried: bool) -> rules.History:
     if not providers:
         failed = _cycle_attempts(message).filter(outcome=Outcome.FAILED).order_by("-started_at").first()
         failed_error = failed.error if failed else None
-    opted_out = blocked_by_opt_out(message)
+    opted_out = blocked_by_opt_out(message, message.contact_opted_out)
     return rules.History(
         providers=tuple(providers), attempts=message.attempt_count, deadline=message.deadline_at,
         last_error=message.last_error or "", opted_out=opted_out, opted_out_error=OPTED_OUT_ERROR,
