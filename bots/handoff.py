@@ -61,7 +61,7 @@ def mentions(batch: list[Message], setting: str) -> bool:
 
 
 def screen(tenant, contact, batch: list[Message]) -> Screen:
-    conversation = Conversation.objects.filter(contact=contact).first()
+    conversation = Conversation.of(contact)
     rules = InboxSettings.of(tenant)
     if conversation and conversation.opted_out:
         if says_exactly(batch, rules.start_keywords):

@@ -11,6 +11,7 @@ import re
 
 from bots.engines.base import Reply
 from bots.models import Rule
+from project.compiled_query import CompiledRead
 
 GREETINGS = ("good morning", "good afternoon", "good evening", "hi", "hello", "hey", "hiya", "hola", "shalom",
              "start")
@@ -21,13 +22,17 @@ GREETING_TAIL_WORDS = 3
 _GREETING = re.compile(rf"^(?:{'|'.join(re.escape(g) for g in GREETINGS)})\b")
 
 
+# Compiled once per process (project.compiled_query): read for every answer.
+_ENABLED_RULES = CompiledRead(lambda tenant_id: Rule.objects.filter(tenant_id=tenant_id, enabled=True))
+
+
 class RulesEngine:
     name = "rules"
     reads_history = False
 
     def reply(self, tenant, inbound, history) -> Reply:
         texts = [m.body.strip() for m in inbound if m.body and m.body.strip()]
-        rules = list(Rule.objects.filter(tenant=tenant, enabled=True))
+        rules = _ENABLED_RULES.all(tenant.pk)
         answers: list[str] = []
         for text in texts:
             rule = next((r for r in rules if r.matches(text)), None)

@@ -45,6 +45,14 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return f"conversation of {self.contact}"
 
+    @classmethod
+    def of(cls, contact) -> Conversation | None:
+        """The contact's conversation, None before it has one. Taken from the contact when
+        the read that loaded it loaded this too (the reply task's, issue 16), else read now."""
+        if type(contact).conversation.is_cached(contact):
+            return getattr(contact, "conversation", None)  # None: loaded, and there is none
+        return cls.objects.filter(contact=contact).first()
+
     @property
     def idle_since(self):
         times = [t for t in (self.paused_at, self.last_staff_reply_at) if t]
@@ -123,6 +131,10 @@ class InboxSettings(models.Model):
 
     @classmethod
     def of(cls, tenant) -> InboxSettings:
+        """The tenant's settings, the defaults when it saved none. Taken from the tenant
+        when the read that loaded it loaded these too (the reply task's), else read now."""
+        if type(tenant).inbox_settings.is_cached(tenant):
+            return getattr(tenant, "inbox_settings", None) or cls(tenant=tenant)
         found = cls.objects.filter(tenant=tenant).first()
         return found or cls(tenant=tenant)
 

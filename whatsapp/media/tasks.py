@@ -17,6 +17,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from project.logging import log_context
@@ -180,18 +181,26 @@ def hand_to_bot(message: Message) -> None:
     schedule_reply(newer_pending(message) or message)
 
 
+def media_pending_since() -> Subquery:
+    """When a message's oldest attachment still waiting to be fetched was recorded (None:
+    none waits): an expression, read with the message (bots.tasks.pending_batch)."""
+    return Subquery(MediaFile.objects.filter(message_id=OuterRef("pk"), state=MediaFile.State.PENDING)
+                    .order_by("created_at").values("created_at")[:1])
+
+
 def media_waiting(batch: list[Message]) -> bool:
     """Whether any message of the batch still waits for its media (the reply task then
     does nothing: the media task hands the conversation to the bot when done). A media
-    task that looks lost (older than the reconciler's grace period) is started again."""
-    pending = list(MediaFile.objects.filter(message__in=batch, state=MediaFile.State.PENDING)
-                   .values_list("message_id", "created_at"))
+    task that looks lost (older than the reconciler's grace period) is started again.
+    The batch's messages carry media_pending_since (read with them)."""
+    pending = [m for m in batch if m.media_pending_since is not None]
     stale_before = timezone.now() - timedelta(seconds=settings.RECONCILE_GRACE_SECONDS)
-    for message_id in {m for m, created in pending if created < stale_before}:
-        try:
-            process_media.delay(message_id)
-        except Exception:  # noqa: BLE001 - the reconciler tries again
-            log.exception("could not enqueue the media task", extra={"message_id": message_id})
+    for message in pending:
+        if message.media_pending_since < stale_before:
+            try:
+                process_media.delay(message.pk)
+            except Exception:  # noqa: BLE001 - the reconciler tries again
+                log.exception("could not enqueue the media task", extra={"message_id": message.pk})
     return bool(pending)
 
 
