@@ -15,9 +15,9 @@ app = Celery("project", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("celeryconfig")
 app.autodiscover_tasks(["whatsapp", "bots"])
 
-# Worker heartbeats in Redis for /readyz; connected here so every worker has them
-# before it starts (Celery only sends heartbeat_sent when a receiver exists by then).
-# A worker keeps a clean database connection between tasks (Celery's fixup closes it).
+# Connected here so that every worker has them before it starts: a worker keeps a clean
+# database connection between tasks (Celery's fixup would close it); worker heartbeats in
+# Redis for /readyz (Celery only sends heartbeat_sent when a receiver exists by then).
 import project.worker_db  # noqa: E402, F401
 import whatsapp.ops.heartbeat  # noqa: E402, F401
 

@@ -19,7 +19,7 @@ class JsonHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # TCP_NODELAY, as production HTTP servers set it. Without it a keep-alive answer
     # written as headers then body waits for the client's delayed ACK: 40 ms added to
-    # every call (the bench's Twilio sends took 42 ms instead of 2), a stall no real API
+    # every call (a twilio-client send to the fake took 42.6 ms instead of 1.3), a stall no real API
     # has. The fakes model the providers' documented behaviours, not this one.
     disable_nagle_algorithm = True
 
