@@ -68,10 +68,11 @@ def bench_webhook(stack: Stack, seconds: float = 10, connections: int = 0, round
     spent: dict[str, dict] = {"webhook": {}, "trivial": {}}
     for _ in range(rounds):
         for kind, path in (("webhook", "/webhooks/twilio/bench/"), ("trivial", "/healthz")):
-            before = cpu.snapshot()
+            before = cpu.snapshot() if OPTIONS["cpu"] else None
             runs[kind].append(run_load(stack.web_port, path, kind, seconds / rounds, connections))
-            cpu.add(spent[kind], {**cpu.seconds_by_role(before, cpu.snapshot()),
-                                  "load generator": runs[kind][-1]["client_cpu_seconds"]})
+            if before is not None:
+                cpu.add(spent[kind], {**cpu.seconds_by_role(before, cpu.snapshot()),
+                                      "load generator": runs[kind][-1]["client_cpu_seconds"]})
     webhook, trivial = combine(runs["webhook"]), combine(runs["trivial"])
     result = {"webhook": webhook, "trivial": trivial, "ratio": webhook["rps"] / trivial["rps"]}
     print(f"webhook: {webhook['rps']:.0f} req/s p50 {webhook['p50_ms']:.1f} ms p99 {webhook['p99_ms']:.1f} ms "
