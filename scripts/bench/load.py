@@ -58,7 +58,8 @@ def _worker(port: int, path: str, kind: str, seconds: float, out: mp.Queue, seed
             latencies.append(elapsed)
         else:
             errors += 1
-    out.put((latencies, errors, time.monotonic() - began, time.process_time() - cpu_began))
+    out.put({"latencies": latencies, "errors": errors, "seconds": time.monotonic() - began,
+             "cpu_seconds": time.process_time() - cpu_began})
 
 
 def run_load(port: int, path: str, kind: str, seconds: float, connections: int) -> dict:
@@ -73,13 +74,13 @@ def run_load(port: int, path: str, kind: str, seconds: float, connections: int) 
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    latencies = [lat for lats, *_ in results for lat in lats]
+    latencies = [lat for result in results for lat in result["latencies"]]
     # Each connection's own loop time (its requests were prepared before it started).
-    elapsed = max(took for _, _, took, _ in results)
+    elapsed = max(result["seconds"] for result in results)
     return {
         "requests": len(latencies),
-        "errors": sum(e for _, e, *_ in results),
-        "client_cpu_seconds": sum(cpu for *_, cpu in results),  # the timed loops only
+        "errors": sum(result["errors"] for result in results),
+        "client_cpu_seconds": sum(result["cpu_seconds"] for result in results),  # the timed loops only
         "rps": len(latencies) / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,

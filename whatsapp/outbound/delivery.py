@@ -131,10 +131,10 @@ def deliver(message_id: int) -> Decision:
 def _deliver_claimed(message: Message) -> Decision:
     now = timezone.now()
     # A reply with no attempt at all (its first send, the common case) has nothing to
-    # adopt, resolve, count or avoid: read with the claim instead of four reads (issue 16).
-    # Under the claim no other worker can add one.
+    # adopt, resolve, count or avoid: `untried` is read with the claim instead of four
+    # reads (issue 16). Under the claim no other worker can add one.
     untried = message.untried
-    history = _history(message, untried)
+    history = _history(message)
     dead = rules.first_step(history, now)
     if dead is not None:
         return _dead(message, dead.reason, dead.error)
@@ -166,10 +166,10 @@ def _deliver_claimed(message: Message) -> Decision:
     raise AssertionError("the rules end every round with a step")  # pragma: no cover
 
 
-def _history(message: Message, untried: bool) -> rules.History:
-    """What the rules know of this reply, read from its rows (`untried`: it has none of
-    its attempts yet)."""
-    providers = message.tenant.provider_order() if untried else providers_left(message)
+def _history(message: Message) -> rules.History:
+    """What the rules know of this reply, read from its rows (a claimed reply: it carries
+    `untried` and `contact_opted_out`, read with it)."""
+    providers = message.tenant.provider_order() if message.untried else providers_left(message)
     failed_error = None
     if not providers:
         failed = _cycle_attempts(message).filter(outcome=Outcome.FAILED).order_by("-started_at").first()
