@@ -104,10 +104,13 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
     # fake Twilio's last status callbacks (and look slower than it is).
     # In a process of its own: Celery keeps its broker pool (this run's Redis port) for
     # the life of a process, and --repeat starts a new stack each time.
-    code = f"from scripts.bench.chain_tasks import run_chains; print(run_chains({stack.env['REDIS_URL']!r}, {count}))"
-    chain_seconds = float(subprocess.run([PY, "-c", code], cwd=ROOT, env=stack.env, check=True, capture_output=True,
-                                         text=True).stdout.split()[-1])
+    code = f"from scripts.bench.chain_tasks import run_chains; print(*run_chains({stack.env['REDIS_URL']!r}, {count}))"
+    chain_cpu_before = cpu.snapshot() if OPTIONS["cpu"] else None
+    chain_seconds, enqueuer_cpu = (float(v) for v in subprocess.run(
+        [PY, "-c", code], cwd=ROOT, env=stack.env, check=True, capture_output=True, text=True).stdout.split()[-2:])
     chain_rate = count / chain_seconds
+    if chain_cpu_before is not None:
+        chain_spent = {**cpu.seconds_by_role(chain_cpu_before, cpu.snapshot()), "bench (enqueues chains)": enqueuer_cpu}
     before = db_counters(stack)
     cpu_before, own_before = cpu.snapshot(), time.process_time()
     started = post_webhooks(stack, count)
@@ -125,6 +128,7 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
         print("per message, in PostgreSQL: " + ", ".join(f"{v:.1f} {k}" for k, v in writes.items()))
     if OPTIONS["cpu"]:
         print("  " + cpu.line(spent, count, "message"))
+        print("  bare chain: " + cpu.line(chain_spent, count, "chain"))
     print(f"bare two-task chain: {chain_rate:.1f} chains/s; ratio pipeline/chain: {result['ratio']:.2f} "
           f"(target >= {TARGETS['pipeline']:.2f}: {verdict(result['ratio'] >= TARGETS['pipeline'])})")
     return result

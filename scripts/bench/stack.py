@@ -62,6 +62,9 @@ class Stack:
         self.env = {
             **os.environ,
             "DJANGO_ENV": "test",
+            # As in production: with DEBUG on, Django keeps every query's SQL in memory and
+            # times it (CursorDebugWrapper), a cost no deployment pays.
+            "DJANGO_DEBUG": "false",
             "DJANGO_SETTINGS_MODULE": "project.settings",
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID,

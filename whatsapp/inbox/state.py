@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from project.compiled_query import CompiledRead
 from whatsapp import pipeline
 from whatsapp.inbox.models import Conversation, ConversationEvent, PauseReason
 from whatsapp.models import Contact, Direction, Message, Status
@@ -104,7 +105,12 @@ def record_event(contact: Contact, kind: str, by=None, note: str = "") -> None:
 
 def bot_held(contact_id: int) -> bool:
     """Whether the bot must not answer this contact now (paused, or opted out)."""
-    return Conversation.objects.filter(contact_id=contact_id).filter(Q(bot_paused=True) | Q(opted_out=True)).exists()
+    return _HELD.get(contact_id) is not None
+
+
+# Read before every stored answer, under the contact's lock (issue 16: compiled once).
+_HELD = CompiledRead(lambda contact_id: Conversation.objects.filter(contact_id=contact_id).filter(
+    Q(bot_paused=True) | Q(opted_out=True)).only("pk")[:1])
 
 
 def hold(messages: list[Message]) -> int:

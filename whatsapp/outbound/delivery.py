@@ -26,7 +26,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from project.compiled_query import CompiledRead
+from project.compiled_query import CompiledRead, CompiledUpdate
 from project.logging import log_context
 from whatsapp import metrics, pipeline
 from whatsapp.inbox.optout import OPTED_OUT_ERROR, blocked_by_opt_out, contact_opted_out, note_permanent_refusal
@@ -96,19 +96,19 @@ def claim(message_id: int) -> Message | None:
     worker wrote it and waits its countdown, and an early claim of a queued message sends
     nothing twice.)"""
     now = timezone.now()
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + timedelta(seconds=1))
-    won = (
-        Message.objects.filter(pk=message_id, direction=Direction.OUTBOUND)
-        .filter((Q(status=Status.QUEUED) & due) | Q(status=Status.SENDING, lease_until__lt=Now()))
-        .update(
-            status=Status.SENDING,
-            lease_until=Now() + timedelta(seconds=settings.SEND_LEASE_SECONDS),
-            updated_at=now,
-        )
-    )
+    won = _CLAIM.run(message_id, now + timedelta(seconds=1), now, timedelta(seconds=settings.SEND_LEASE_SECONDS))
     if won != 1:
         return None
     return _CLAIMED.get(message_id)
+
+
+# Compiled once per process (issue 16: building and compiling it was a fifth of a send).
+_CLAIM = CompiledUpdate(lambda pk, due_by, now, lease: (
+    Message.objects.filter(pk=pk, direction=Direction.OUTBOUND).filter(
+        (Q(status=Status.QUEUED) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=due_by)))
+        | Q(status=Status.SENDING, lease_until__lt=Now())),
+    {"status": Status.SENDING, "lease_until": Now() + lease, "updated_at": now},
+))
 
 
 def deliver(message_id: int) -> Decision:
@@ -420,11 +420,20 @@ def providers_left(message: Message) -> list[str]:
 def _unhandled_failures(attempts) -> list[DeliveryAttempt]:
     """Failed attempts (a failure receipt after acceptance) that no later acceptance of
     the same part, through another provider, has made good yet."""
-    failed = list(attempts.filter(outcome=Outcome.FAILED))
+    return _not_made_good(list(attempts.filter(outcome=Outcome.FAILED)))
+
+
+def _not_made_good(failed: list[DeliveryAttempt]) -> list[DeliveryAttempt]:
     return [
         a for a in failed
-        if not a.message.attempts.filter(part=a.part, outcome=Outcome.ACCEPTED, started_at__gt=a.started_at).exists()
+        if not DeliveryAttempt.objects.filter(message_id=a.message_id, part=a.part, outcome=Outcome.ACCEPTED,
+                                              started_at__gt=a.started_at).exists()
     ]
+
+
+# A reply's failed attempts in its current cycle: read after every send (issue 16: compiled).
+_FAILED_IN_CYCLE = CompiledRead(lambda pk, since: DeliveryAttempt.objects.filter(
+    message_id=pk, started_at__gte=since, outcome=Outcome.FAILED))
 
 
 def fail_after_acceptance(message: Message, provider: str, provider_message_id: str, part: int | None,
@@ -474,7 +483,7 @@ def fail_after_acceptance(message: Message, provider: str, provider_message_id: 
 def _finish_sent(message: Message) -> Decision:
     now = timezone.now()
     message.move_to(Status.SENT, sent_at=now, lease_until=None, next_attempt_at=None, last_error="")
-    for failed in _unhandled_failures(_cycle_attempts(message)):
+    for failed in _not_made_good(_FAILED_IN_CYCLE.all(message.pk, message.cycle_started_at or message.created_at)):
         # A failure receipt for a part came while this worker still held the reply.
         fail_after_acceptance(message, failed.provider, failed.provider_message_id, failed.part,
                               failed.error_code, failed.error)
