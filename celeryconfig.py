@@ -90,8 +90,9 @@ task_time_limit = 150
 # Celery's Django fixup closes the database connection around every task unless this is
 # set, and then closes it every this many tasks. Whether a connection may outlive its
 # task is decided in project/worker_db.py (an idle, error-free connection only; Django's
-# CONN_MAX_AGE and health check before the next task): a new PostgreSQL connection per
-# task cost about 3 ms and a forked backend, twice per customer message.
+# CONN_MAX_AGE, and a poll of the idle socket instead of SELECT 1, before the next task):
+# a new PostgreSQL connection per task cost about 3 ms and a forked backend, twice per
+# customer message.
 CELERY_DB_REUSE_MAX = 1000
 
 # Keep Django's LOGGING (structured lines with tenant and correlation id, masked numbers).

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import connections, models, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 from django.db.models.sql import UpdateQuery
@@ -53,26 +53,34 @@ class _Slots:
 
     @classmethod
     def markers(cls, params: tuple) -> tuple:
-        types = tuple(type(value) for value in params)
-        if any(t not in _MARKERS for t in types):
-            raise TypeError(f"compiled queries take int, datetime and timedelta parameters, not {types}")
+        types = _kinds(params)
         return tuple(_MARKERS[t][types[:i].count(t)] for i, t in enumerate(types))
 
     @classmethod
     def find(cls, template, markers: tuple, connection) -> _Slots:
-        sent = [_AS_SENT[type(m)](m, connection) for m in markers]
+        kinds = _kinds(markers)
+        sent = [_AS_SENT[kind](m, connection) for kind, m in zip(kinds, markers, strict=True)]
         if any(sum(value == marker for value in template) != 1 for marker in sent):
             raise ValueError("each parameter must appear exactly once in the compiled query")
-        return cls(list(template), [list(template).index(marker) for marker in sent],
-                   tuple(type(m) for m in markers))
+        return cls(list(template), [list(template).index(marker) for marker in sent], kinds)
 
     def values(self, params: tuple, connection) -> list:
-        if tuple(type(value) for value in params) != self.types:
+        if _kinds(params) != self.types:
             raise TypeError(f"compiled for parameters {self.types}, called with {params!r}")
         values = list(self.template)
-        for position, value in zip(self.positions, params, strict=True):
-            values[position] = _AS_SENT[type(value)](value, connection)
+        for position, kind, value in zip(self.positions, self.types, params, strict=True):
+            values[position] = _AS_SENT[kind](value, connection)
         return values
+
+
+def _kinds(params: tuple) -> tuple[type, ...]:
+    """Each parameter's kind: int, datetime or timedelta (a subclass counts as its base,
+    a bool and None do not: they compile to other SQL)."""
+    kinds = tuple(next((kind for kind in _MARKERS if isinstance(value, kind) and not isinstance(value, bool)), None)
+                  for value in params)
+    if None in kinds:
+        raise TypeError(f"compiled queries take int, datetime and timedelta parameters, not {params!r}")
+    return kinds
 
 
 @dataclass(frozen=True)
@@ -146,13 +154,17 @@ class CompiledUpdate:
     def _compile(self, params: tuple) -> tuple[str, str, _Slots]:
         markers = _Slots.markers(params)
         queryset, values = self.build(*markers)
+        if queryset.query.is_sliced or queryset.query.order_by:
+            raise ValueError("a compiled update takes a plain filtered queryset")
+        db = queryset._db or router.db_for_write(queryset.model)
+        # What QuerySet.update does before it executes (Django 5.2).
         query = queryset.query.chain(UpdateQuery)
         query.add_update_values(values)
-        query.annotations = {}
+        query.clear_select_clause()
         if query.related_updates:
             raise ValueError("a compiled update changes one table")
-        sql, template = query.get_compiler(queryset.db).as_sql()
-        return queryset.db, sql, _Slots.find(template, markers, connections[queryset.db])
+        sql, template = query.get_compiler(db).as_sql()
+        return db, sql, _Slots.find(template, markers, connections[db])
 
     def run(self, *params) -> int:
         if self._compiled is None:
