@@ -15,7 +15,7 @@ import urllib3
 
 from tests.support.nginx_proxy import DEPLOY, PUBLIC_HOST, nginx_config, post_through_proxy
 from tests.support.paths import ROOT
-from tests.support.ports import free_port
+from tests.support.ports import free_ports
 from tests.support.sidecar import worker_env
 from tests.support.twilio_webhooks import twilio_form
 from tests.support.waiting import wait_for
@@ -56,7 +56,7 @@ def proxied_web(transactional_db, redis_server, tmp_path):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         pytest.fail("nginx is missing: scripts/test.sh installs Debian's nginx-light")
-    web_port, http_port, https_port = free_port(), free_port(), free_port()
+    web_port, http_port, https_port = free_ports(3)
     env = worker_env(redis_server.url, TRUST_PROXY_HEADERS="true", PUBLIC_BASE_URL="")
     web_log = open(tmp_path / "web.log", "w")  # noqa: SIM115
     web = subprocess.Popen(

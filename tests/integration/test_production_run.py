@@ -22,7 +22,7 @@ from tests.fakes.twilio_server import FakeTwilio
 from tests.support.database import database_url
 from tests.support.nginx_proxy import PUBLIC_HOST, nginx_config, post_through_proxy
 from tests.support.paths import ROOT
-from tests.support.ports import free_port
+from tests.support.ports import free_ports
 from tests.support.twilio_webhooks import twilio_form
 from tests.support.waiting import wait_for
 
@@ -74,7 +74,7 @@ def fake_twilio():
 
 @pytest.fixture
 def production(redis_server, fake_twilio, tmp_path, request):
-    web_port, flower_port, sidecar_port = free_port(), free_port(), free_port()
+    web_port, flower_port, sidecar_port = free_ports(3)
     secrets_ = {
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
         "TWILIO_AUTH_TOKEN": fake_twilio.auth_token,
@@ -145,8 +145,9 @@ def production(redis_server, fake_twilio, tmp_path, request):
 def test_a_production_start_answers_a_signed_webhook_through_the_proxy_with_json_logs_and_no_number(
     production, tenant, fake_twilio, tmp_path
 ):
+    http_port, https_port = free_ports(2)
     nginx = subprocess.Popen(
-        ["nginx", "-c", str(nginx_config(tmp_path, free_port(), https_port := free_port(), production["web_port"])),
+        ["nginx", "-c", str(nginx_config(tmp_path, http_port, https_port, production["web_port"])),
          "-p", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
