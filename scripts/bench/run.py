@@ -118,7 +118,7 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
     done = seen_at(lambda: stack.twilio_count() >= count, 300, "every reply at Twilio")
     spent = {**cpu.seconds_by_role(cpu_before, cpu.snapshot()), "bench (posts, polls)": time.process_time() - own_before}
     pipeline_rate = count / (done - started)
-    writes = per_message(before, db_counters(stack), count)
+    writes = per_message(before, db_counters(stack, settle=11), count)
 
     result = {"count": count, "pipeline_per_s": pipeline_rate, "chain_per_s": chain_rate,
               "ratio": pipeline_rate / chain_rate, "writes": writes}
@@ -134,15 +134,17 @@ def bench_pipeline(stack: Stack, count: int = 300) -> dict:
     return result
 
 
-def db_counters(stack: Stack) -> dict | None:
+def db_counters(stack: Stack, settle: float = 1.5) -> dict | None:
     """This database's transaction and row counters (pg_stat_database). PostgreSQL counts
-    every statement run outside a transaction as a transaction of its own; a backend
-    reports its counts when idle, at most once a second, so the caller waits that out."""
+    every statement run outside a transaction as a transaction of its own. A backend
+    reports its counts at the end of a transaction at most once a second, and one that
+    then goes idle holds the rest back for up to 10 s (PostgreSQL 15's
+    PGSTAT_IDLE_INTERVAL): after a load, `settle` must outlast that."""
     if not stack.postgres:
         return None
     import psycopg
 
-    time.sleep(1.5)
+    time.sleep(settle)
     with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")
         row = conn.execute("SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
