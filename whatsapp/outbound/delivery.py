@@ -199,10 +199,7 @@ def part_limit(tenant) -> int:
 
 
 def _transient_so_far(message: Message, provider: str) -> int:
-    return message.attempts.filter(
-        provider=provider, started_at__gte=message.cycle_started_at or message.created_at,
-        outcome__in=[Outcome.TRANSIENT, Outcome.AMBIGUOUS],
-    ).count()
+    return _cycle_attempts(message).filter(provider=provider, outcome__in=[Outcome.TRANSIENT, Outcome.AMBIGUOUS]).count()
 
 
 def _try_provider(message: Message, provider, parts: list[str], history: rules.History) -> rules.Failure | None:
@@ -393,8 +390,14 @@ def _resolve_unfinished_attempts(message: Message, parts: list[str]) -> Decision
     return None
 
 
+def _cycle_start(message: Message):
+    """When the reply's current delivery cycle began (models.new_cycle_fields); its creation
+    for a row written without one."""
+    return message.cycle_started_at or message.created_at
+
+
 def _cycle_attempts(message: Message):
-    return message.attempts.filter(started_at__gte=message.cycle_started_at or message.created_at)
+    return message.attempts.filter(started_at__gte=_cycle_start(message))
 
 
 def _adopt_settled_parts(message: Message) -> None:
@@ -431,7 +434,7 @@ def _not_made_good(failed: list[DeliveryAttempt]) -> list[DeliveryAttempt]:
     ]
 
 
-# A reply's failed attempts in its current cycle: read after every send (issue 16: compiled).
+# _cycle_attempts(message).filter(outcome=FAILED), read after every send: compiled (issue 16).
 _FAILED_IN_CYCLE = CompiledRead(lambda pk, since: DeliveryAttempt.objects.filter(
     message_id=pk, started_at__gte=since, outcome=Outcome.FAILED))
 
@@ -483,7 +486,7 @@ def fail_after_acceptance(message: Message, provider: str, provider_message_id: 
 def _finish_sent(message: Message) -> Decision:
     now = timezone.now()
     message.move_to(Status.SENT, sent_at=now, lease_until=None, next_attempt_at=None, last_error="")
-    for failed in _not_made_good(_FAILED_IN_CYCLE.all(message.pk, message.cycle_started_at or message.created_at)):
+    for failed in _not_made_good(_FAILED_IN_CYCLE.all(message.pk, _cycle_start(message))):
         # A failure receipt for a part came while this worker still held the reply.
         fail_after_acceptance(message, failed.provider, failed.provider_message_id, failed.part,
                               failed.error_code, failed.error)
